@@ -1,0 +1,125 @@
+"""Figure helpers used by more than one chapter.
+
+Each helper draws on a matplotlib ``Axes`` it is given (or a new one) and returns what it drew,
+so chapters keep control of layout, titles and saving.
+
+Ternary plots (the 2-simplex as an equilateral triangle, see :mod:`concrete.simplex`):
+:func:`ternary_axes`, :func:`ternary_heatmap`, :func:`ternary_scatter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.tri import Triangulation
+
+from concrete.simplex import TRIANGLE_VERTICES, barycentric_to_cartesian, triangular_grid
+
+# --------------------------------------------------------------------------------------------
+# ternary (2-simplex) plots
+# --------------------------------------------------------------------------------------------
+
+
+def ternary_axes(
+    ax: Axes | None = None,
+    labels: Sequence[str] | None = ("$x_1$", "$x_2$", "$x_3$"),
+    fontsize: float = 10,
+) -> Axes:
+    """Prepare ``ax`` for a ternary plot: triangle outline, vertex labels, no frame.
+
+    Vertex ``e_k`` sits at ``TRIANGLE_VERTICES[k]``: ``e_1`` bottom left, ``e_2`` bottom
+    right, ``e_3`` top. ``labels``: three strings (``None`` for no labels).
+    Raises ``ValueError`` if ``labels`` does not have three entries.
+    """
+    if labels is not None and len(labels) != 3:
+        raise ValueError(f"labels must have 3 entries, got {len(labels)}: {labels!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 3.0))
+    closed = np.vstack([TRIANGLE_VERTICES, TRIANGLE_VERTICES[:1]])
+    ax.plot(closed[:, 0], closed[:, 1], color="k", lw=0.8, zorder=3)
+    if labels is not None:
+        offsets = [(-0.04, -0.05, "right"), (0.04, -0.05, "left"), (0.0, 0.04, "center")]
+        for (x, y), (dx, dy, ha), lab in zip(TRIANGLE_VERTICES, offsets, labels, strict=True):
+            ax.text(x + dx, y + dy, lab, ha=ha, va="center", fontsize=fontsize)
+    ax.set_aspect("equal")
+    ax.set_xlim(-0.1, 1.1)
+    ax.set_ylim(-0.1, np.sqrt(3) / 2 + 0.08)
+    ax.axis("off")
+    return ax
+
+
+def ternary_heatmap(
+    density: Callable[[torch.Tensor], torch.Tensor | np.ndarray] | np.ndarray,
+    ax: Axes | None = None,
+    resolution: int = 60,
+    log_scale: bool = False,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    labels: Sequence[str] | None = ("$x_1$", "$x_2$", "$x_3$"),
+    colorbar: bool = True,
+) -> PolyCollection:
+    """Heatmap of a function on the 2-simplex, one flat colour per small triangle.
+
+    ``density`` is either a callable mapping a float64 tensor ``(m, 3)`` of points to ``(m,)``
+    values, evaluated at the ``resolution²`` centroids of
+    :func:`concrete.simplex.triangular_grid` (never on the boundary, where Concrete densities
+    blow up), or an array of those ``resolution²`` values already computed. ``log_scale``
+    uses a logarithmic colour scale (values must then be positive). Returns the mappable
+    (for a shared colour bar); raises ``ValueError`` for a wrong number of values or
+    non-positive values with ``log_scale``.
+    """
+    grid = triangular_grid(resolution)
+    if callable(density):
+        vals = density(torch.from_numpy(grid.centroids))
+    else:
+        vals = density
+    if isinstance(vals, torch.Tensor):
+        vals = vals.detach().cpu().double().numpy()
+    vals = np.asarray(vals, dtype=float).reshape(-1)
+    if vals.shape != (resolution * resolution,):
+        raise ValueError(
+            f"density must give {resolution * resolution} values (resolution²), got {vals.shape}"
+        )
+    if log_scale and not np.all(vals > 0):
+        raise ValueError(
+            f"log_scale=True needs positive values; got a minimum of {float(np.nanmin(vals)):.3g}"
+        )
+    ax = ternary_axes(ax, labels=labels)
+    xy = grid.cartesian_points
+    tri = Triangulation(xy[:, 0], xy[:, 1], grid.triangles)
+    norm = LogNorm(vmin=vmin, vmax=vmax) if log_scale else Normalize(vmin=vmin, vmax=vmax)
+    pc = ax.tripcolor(
+        tri, facecolors=vals, cmap=cmap, norm=norm, shading="flat", edgecolors="face", linewidth=0.1
+    )
+    if colorbar:
+        ax.figure.colorbar(pc, ax=ax, shrink=0.7, pad=0.02)
+    return pc
+
+
+def ternary_scatter(
+    x: torch.Tensor | np.ndarray,
+    ax: Axes | None = None,
+    labels: Sequence[str] | None = ("$x_1$", "$x_2$", "$x_3$"),
+    **scatter_kwargs: object,
+) -> Axes:
+    """Scatter points of the 2-simplex, ``x`` of shape ``(m, 3)``, on ternary axes.
+
+    Extra keyword arguments go to ``Axes.scatter`` (default: small, semi-transparent dots).
+    Raises ``ValueError`` (from :func:`concrete.simplex.barycentric_to_cartesian`) for points
+    off the simplex.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    xy = barycentric_to_cartesian(np.asarray(x, dtype=float))
+    ax = ternary_axes(ax, labels=labels)
+    kw: dict[str, object] = {"s": 3, "alpha": 0.4, "linewidths": 0}
+    kw.update(scatter_kwargs)
+    ax.scatter(xy[:, 0], xy[:, 1], **kw)
+    return ax
