@@ -1,0 +1,837 @@
+r"""Concrete distributions as ``torch.distributions.Distribution`` subclasses.
+
+Notation (used the same way in every chapter): :math:`n` classes, location
+:math:`\alpha \in (0,\infty)^n` with logits :math:`\ell = \log\alpha` (unnormalised; a shift
+along the class dimension changes nothing), temperature :math:`\lambda > 0`, Gumbel noise
+:math:`G`, log-space sample :math:`y`, simplex sample :math:`x = e^{y}`.
+
+* :class:`ExpConcrete` -- :math:`y = \log\operatorname{softmax}((\ell + G)/\lambda)`, values on
+  the log-simplex :math:`\{y \le 0 : \sum_k e^{y_k} = 1\}`.
+* :class:`Concrete` -- :math:`x = \operatorname{softmax}((\ell + G)/\lambda)`, values on the
+  simplex.
+* :class:`BinaryConcrete` -- the :math:`n = 2` case written with one logit,
+  :math:`x = \sigma((\ell + L)/\lambda)`, :math:`L \sim \mathrm{Logistic}(0,1)`, values in (0, 1).
+* :class:`LogitBinaryConcrete` -- its logit :math:`y = (\ell + L)/\lambda`, a
+  :math:`\mathrm{Logistic}(\ell/\lambda, 1/\lambda)` variable on :math:`\mathbb{R}`.
+
+Differences from ``torch.distributions`` (``ExpRelaxedCategorical``,
+``RelaxedOneHotCategorical``, ``RelaxedBernoulli``, ``LogitRelaxedBernoulli``):
+
+* the temperature is validated (positive and finite) and is part of ``arg_constraints``;
+* the temperature is *batch-shaped* (no event dimension) and its shape enters
+  ``batch_shape`` (pytorch#37162); ``temperature`` is stored expanded to ``batch_shape``;
+* noise is never infinite; ``Concrete``/``BinaryConcrete`` remember the log-space value of their
+  last sample, so ``log_prob`` of their own samples stays finite at any temperature;
+* ``rsample_and_log_prob`` returns a sample and its log-density from one fused pass with a
+  hand-derived backward (faster, and exact where ``log_prob(rsample())`` loses precision);
+* ``mean``/``variance`` raise ``NotImplementedError`` unless a closed form exists;
+* bad parameters raise ``ValueError`` naming the argument and the value.
+
+Validation follows torch: it is on unless ``validate_args=False`` (or
+``torch.distributions.Distribution.set_default_validate_args(False)``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, constraints
+from torch.distributions.utils import lazy_property
+
+from concrete.gumbel import _HALF_TYPES, sample_exponential
+from concrete.relaxed import (
+    _RelaxedLogSoftmax,
+    _RelaxedLogSoftmaxWithLogProb,
+    validate_temperature,
+)
+
+__all__ = [
+    "ExpConcrete",
+    "Concrete",
+    "BinaryConcrete",
+    "LogitBinaryConcrete",
+    "exp_concrete_log_prob",
+    "logit_binary_concrete_log_prob",
+]
+
+_size = torch.Size | tuple[int, ...] | list[int]
+_NO_SAMPLE = torch.Size()
+
+
+# --------------------------------------------------------------------------- constraints
+def _tol(dtype: torch.dtype, n: int) -> float:
+    """Tolerance for 'sums to one' checks: 1e-6 (torch's), widened to n*eps in low precision."""
+    return max(1e-6, n * torch.finfo(dtype).eps)
+
+
+class _PositiveFinite(constraints.Constraint):
+    """Strictly positive and finite: the temperature's constraint."""
+
+    def check(self, value: Tensor) -> Tensor:  # noqa: D102
+        return torch.isfinite(value) & (value > 0)
+
+    def __repr__(self) -> str:
+        return "PositiveFinite()"
+
+
+class _FiniteReal(constraints.Constraint):
+    """Finite reals (no NaN, no +-inf)."""
+
+    def check(self, value: Tensor) -> Tensor:  # noqa: D102
+        return torch.isfinite(value)
+
+    def __repr__(self) -> str:
+        return "FiniteReal()"
+
+
+class _Simplex(constraints.Constraint):
+    """x >= 0 and sum_k x_k = 1 along the last dim, to a dtype-aware tolerance."""
+
+    event_dim = 1
+
+    def check(self, value: Tensor) -> Tensor:  # noqa: D102
+        tol = _tol(value.dtype, value.shape[-1])
+        return (value >= 0).all(-1) & ((value.sum(-1) - 1).abs() <= tol)
+
+    def __repr__(self) -> str:
+        return "Simplex()"
+
+
+class _LogSimplex(constraints.Constraint):
+    """y finite, y <= 0 and logsumexp_k y_k = 0 along the last dim (the log of a simplex point)."""
+
+    event_dim = 1
+
+    def check(self, value: Tensor) -> Tensor:  # noqa: D102
+        tol = _tol(value.dtype, value.shape[-1])
+        return (
+            torch.isfinite(value).all(-1)
+            & (value <= 0).all(-1)
+            & (value.logsumexp(-1).abs() <= tol)
+        )
+
+    def __repr__(self) -> str:
+        return "LogSimplex()"
+
+
+class _UnitInterval(constraints.Constraint):
+    """0 <= x <= 1 (closed: float32 samples can round to 0 or 1)."""
+
+    def check(self, value: Tensor) -> Tensor:  # noqa: D102
+        return (value >= 0) & (value <= 1)
+
+    def __repr__(self) -> str:
+        return "UnitInterval()"
+
+
+positive_finite = _PositiveFinite()
+finite_real = _FiniteReal()
+finite_real_vector = constraints.independent(finite_real, 1)
+simplex = _Simplex()
+log_simplex = _LogSimplex()
+unit_interval = _UnitInterval()
+
+
+# --------------------------------------------------------------------------- helpers
+def _to_float_tensor(name: str, value: object) -> Tensor:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a Tensor of reals, got {name}={value!r}")
+    if not isinstance(value, Tensor):
+        try:
+            value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{name} must be a Tensor of reals, got {name}={value!r}") from exc
+    if value.dtype == torch.bool or value.is_complex():
+        raise ValueError(f"{name} must be a real Tensor, got {name}={value}")
+    if not value.dtype.is_floating_point:
+        value = value.to(torch.get_default_dtype())
+    return value
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f"Tensor(shape={tuple(value.shape)}, dtype={value.dtype})"
+    return repr(value)
+
+
+def _show_bad(value: Tensor, bad: Tensor) -> str:
+    """The first few offending entries of ``value`` (``bad`` is a mask)."""
+    entries = value.detach()[bad]
+    return f"{entries[:8].tolist()}" + (" ..." if entries.numel() > 8 else "")
+
+
+def _exactly_one(probs: object, logits: object) -> tuple[str, object]:
+    if (probs is None) == (logits is None):
+        raise ValueError(
+            "exactly one of probs or logits must be given, got "
+            f"probs={_describe(probs)}, logits={_describe(logits)}"
+        )
+    return ("probs", probs) if probs is not None else ("logits", logits)
+
+
+def _prepare_temperature(
+    temperature: object, dtype: torch.dtype, device: torch.device, validate: bool
+) -> Tensor:
+    if validate:
+        return validate_temperature(temperature, dtype=dtype, device=device)
+    if isinstance(temperature, Tensor):
+        return temperature.to(dtype=dtype, device=device)
+    return torch.tensor(float(temperature), dtype=dtype, device=device)
+
+
+def _common_dtype(param: Tensor, temperature: object) -> torch.dtype:
+    if isinstance(temperature, Tensor) and temperature.dtype.is_floating_point:
+        return torch.promote_types(param.dtype, temperature.dtype)
+    return param.dtype
+
+
+def _check_sample(dist: Distribution, value: object) -> None:
+    """Shape and support validation of ``value`` with messages that name it."""
+    if not isinstance(value, Tensor):
+        raise ValueError(
+            f"value must be a Tensor for {type(dist).__name__}.log_prob, got value={value!r}"
+        )
+    event_shape = dist.event_shape
+    k = len(event_shape)
+    if value.dim() < k or value.shape[value.dim() - k :] != event_shape:
+        raise ValueError(
+            f"value of shape {tuple(value.shape)} does not end with the event shape "
+            f"{tuple(event_shape)} of {type(dist).__name__}, got value={value}"
+        )
+    expected = dist.batch_shape + event_shape
+    for i, j in zip(reversed(value.shape), reversed(expected), strict=False):
+        if i != 1 and j != 1 and i != j:
+            raise ValueError(
+                f"value of shape {tuple(value.shape)} does not broadcast with "
+                f"batch_shape + event_shape = {tuple(expected)}, got value={value}"
+            )
+    valid = dist.support.check(value)
+    if not bool(valid.all()):
+        raise ValueError(
+            f"value must lie in the support {dist.support} of {type(dist).__name__}, "
+            f"got value={value}"
+        )
+
+
+# --------------------------------------------------------------------------- log-densities
+def exp_concrete_log_prob(logits: Tensor, temperature: Tensor, value: Tensor) -> Tensor:
+    r"""ExpConcrete log-density :math:`\log\kappa(y)` (Maddison et al. 2017, App. C).
+
+    .. math::
+
+        \log\kappa(y) = \log\Gamma(n) + (n-1)\log\lambda + \sum_{k=1}^n s_k
+                        - n \operatorname{logsumexp}_k s_k,
+        \qquad s_k = \ell_k - \lambda y_k .
+
+    (Equivalently :math:`\kappa(y) = (n-1)!\,\lambda^{n-1}\prod_k \alpha_k e^{-\lambda y_k}
+    / (\sum_i \alpha_i e^{-\lambda y_i})^n`.) Computed as
+    :math:`\sum_k \log\operatorname{softmax}(s)_k`. Invariant to a shift of :math:`\ell`.
+
+    Args:
+        logits: ``(*batch, n)`` unnormalised log-locations :math:`\ell`.
+        temperature: ``batch``-shaped :math:`\lambda` (broadcastable to ``value.shape[:-1]``).
+        value: ``(*sample, *batch, n)`` log-simplex points :math:`y`.
+
+    Returns:
+        Tensor of shape ``(*sample, *batch)``.
+    """
+    n = value.shape[-1]
+    s = torch.addcmul(logits, value, temperature.unsqueeze(-1), value=-1.0)
+    return torch.log_softmax(s, -1).sum(-1) + (temperature.log() * (n - 1) + math.lgamma(n))
+
+
+def logit_binary_concrete_log_prob(logits: Tensor, temperature: Tensor, value: Tensor) -> Tensor:
+    r"""Log-density of :math:`y = (\ell + L)/\lambda`, :math:`L\sim\mathrm{Logistic}(0,1)`.
+
+    .. math::
+
+        \log p(y) = \log\lambda + d - 2\operatorname{softplus}(d), \qquad d = \ell - \lambda y,
+
+    with :math:`\operatorname{softplus}(d) = \log(1 + e^{d})` evaluated stably, so it does not
+    overflow for :math:`|d|` up to the float range.
+
+    Args:
+        logits: ``batch``-shaped :math:`\ell`.
+        temperature: ``batch``-shaped :math:`\lambda`.
+        value: ``(*sample, *batch)`` real :math:`y`.
+
+    Returns:
+        Tensor of shape ``(*sample, *batch)``.
+    """
+    d = torch.addcmul(logits, value, temperature, value=-1.0)
+    return temperature.log() + d - 2.0 * torch.nn.functional.softplus(d)
+
+
+# --------------------------------------------------------------------------- categorical family
+class _RelaxedCategoricalBase(Distribution):
+    """Parameter handling shared by :class:`ExpConcrete` and :class:`Concrete`."""
+
+    arg_constraints = {
+        "probs": simplex,
+        "logits": finite_real_vector,
+        "temperature": positive_finite,
+    }
+    has_rsample = True
+
+    def __init__(
+        self,
+        temperature: float | Tensor,
+        probs: Tensor | None = None,
+        logits: Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        validate = Distribution._validate_args if validate_args is None else bool(validate_args)
+        name, param = _exactly_one(probs, logits)
+        param = _to_float_tensor(name, param)
+        if param.dim() < 1 or param.shape[-1] < 2:
+            raise ValueError(
+                f"{name} must have shape (*batch, n) with n >= 2 classes, "
+                f"got {name} of shape {tuple(param.shape)}"
+            )
+        dtype = _common_dtype(param, temperature)
+        param = param.to(dtype)
+        lam = _prepare_temperature(temperature, dtype, param.device, validate)
+        n = param.shape[-1]
+        if validate:
+            if name == "logits":
+                bad = ~torch.isfinite(param)
+                if bool(bad.any()):
+                    raise ValueError(
+                        f"logits must be finite, got logits={param} "
+                        f"(non-finite entries: {_show_bad(param, bad)})"
+                    )
+            else:
+                bad = ~(torch.isfinite(param) & (param >= 0))
+                if bool(bad.any()):
+                    raise ValueError(
+                        f"probs must be non-negative and finite, got probs={param} "
+                        f"(invalid entries: {_show_bad(param, bad)})"
+                    )
+                err = (param.sum(-1) - 1).abs()
+                if bool((err > _tol(dtype, n)).any()):
+                    raise ValueError(
+                        f"probs must sum to 1 along the last dimension, got probs={param} "
+                        f"(sums: {_show_bad(param.sum(-1), err > _tol(dtype, n))})"
+                    )
+        param_batch = param.shape[:-1]
+        if param.dim() >= 2 and lam.shape == param_batch + (1,) and lam.numel() > 1:
+            raise ValueError(
+                f"temperature of shape {tuple(lam.shape)} looks like a torch-style temperature "
+                f"with an event dimension; here the temperature is batch-shaped, pass "
+                f"temperature.squeeze(-1) (shape {tuple(param_batch)}), got temperature={lam}"
+            )
+        try:
+            batch_shape = torch.broadcast_shapes(param_batch, lam.shape)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"temperature of shape {tuple(lam.shape)} does not broadcast with the batch "
+                f"shape {tuple(param_batch)} of {name}, got temperature={lam}"
+            ) from exc
+        full = batch_shape + (n,)
+        param = param.expand(full) if param.shape != full else param
+        self.temperature = lam.expand(batch_shape) if lam.shape != batch_shape else lam
+        if name == "probs":
+            self.probs = param
+            self._logits_raw = param.clamp_min(torch.finfo(dtype).tiny).log()
+        else:
+            self._logits_raw = param
+        self._cache: tuple[Tensor, int, Tensor] | None = None
+        super().__init__(batch_shape, torch.Size((n,)), validate_args=False)
+        self._validate_args = validate
+
+    # -- parameters ---------------------------------------------------------------------------
+    @lazy_property
+    def logits(self) -> Tensor:
+        r"""Normalised logits :math:`\log\pi_k`, ``(*batch, n)`` (log-probabilities)."""
+        return self._logits_raw - self._logits_raw.logsumexp(-1, keepdim=True)
+
+    @lazy_property
+    def probs(self) -> Tensor:
+        r""":math:`\pi = \operatorname{softmax}(\ell)`, ``(*batch, n)``: the rounding law."""
+        return torch.softmax(self._logits_raw, -1)
+
+    @property
+    def param_shape(self) -> torch.Size:
+        """Shape of ``logits``/``probs``: ``batch_shape + (n,)``."""
+        return self._logits_raw.shape
+
+    @property
+    def _lam_e(self) -> Tensor:
+        return self.temperature.unsqueeze(-1)
+
+    def expand(self, batch_shape: _size, _instance: Distribution | None = None) -> Distribution:
+        """Expand to a larger ``batch_shape`` (views, no copies); see ``Distribution.expand``."""
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        full = batch_shape + self.event_shape
+        new.temperature = self.temperature.expand(batch_shape)
+        new._logits_raw = self._logits_raw.expand(full)
+        if "probs" in self.__dict__:
+            new.probs = self.probs.expand(full)
+        if "logits" in self.__dict__:
+            new.logits = self.logits.expand(full)
+        new._cache = None
+        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    @property
+    def mean(self) -> Tensor:
+        """No closed form: raises ``NotImplementedError`` (estimate by Monte Carlo)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no closed-form mean; estimate it by Monte Carlo, "
+            "e.g. dist.sample((10000,)).mean(0)"
+        )
+
+    @property
+    def variance(self) -> Tensor:
+        """No closed form: raises ``NotImplementedError`` (estimate by Monte Carlo)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no closed-form variance; estimate it by Monte Carlo, "
+            "e.g. dist.sample((10000,)).var(0)"
+        )
+
+    def _log_sample(self, sample_shape: _size) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        raw = self._logits_raw
+        dtype = raw.dtype
+        log_e = sample_exponential(shape, dtype=dtype, device=raw.device).log_()
+        y = _RelaxedLogSoftmax.apply(raw, self._lam_e, log_e)
+        return y.to(dtype) if y.dtype != dtype else y
+
+    def _fused(self, sample_shape: _size) -> tuple[Tensor, Tensor]:
+        shape = self._extended_shape(sample_shape)
+        raw = self._logits_raw
+        dtype = raw.dtype
+        e = sample_exponential(shape, dtype=dtype, device=raw.device)
+        y, lp = _RelaxedLogSoftmaxWithLogProb.apply(raw, self._lam_e, e)
+        if y.dtype != dtype:
+            y, lp = y.to(dtype), lp.to(dtype)
+        return y, lp
+
+    def _cached_log_sample(self, value: Tensor) -> Tensor | None:
+        c = self._cache
+        if c is not None and value is c[0] and value._version == c[1]:
+            return c[2]
+        return None
+
+    def sample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
+        """A sample without gradients, ``(*sample_shape, *batch, n)``."""
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+
+class ExpConcrete(_RelaxedCategoricalBase):
+    r"""The ExpConcrete distribution: the log of a Concrete sample (values on the log-simplex).
+
+    Sampling (:math:`G_k` i.i.d. standard Gumbel, :math:`\lambda > 0`):
+
+    .. math::
+
+        y = \frac{\ell + G}{\lambda} - \operatorname{logsumexp}_k\frac{\ell_k + G_k}{\lambda}.
+
+    Log-density (Maddison et al. 2017, App. C), :math:`\alpha = e^{\ell}`:
+
+    .. math::
+
+        \log\kappa(y) = \log\Gamma(n) + (n-1)\log\lambda
+            + \sum_{k=1}^n(\log\alpha_k - \lambda y_k)
+            - n\operatorname{logsumexp}_k(\log\alpha_k - \lambda y_k).
+
+    (The seed blog post writes :math:`(\lambda-1)y_k`; the term is :math:`-\lambda y_k`.)
+
+    .. warning::
+
+        :math:`\kappa` is a density with respect to the measure
+        :math:`d\mu = dy_{-j}/x_j` (drop any one coordinate :math:`j`, :math:`x = e^{y}`; the
+        measure does not depend on :math:`j`), *not* Lebesgue measure on
+        :math:`y_1..y_{n-1}`: :math:`\int\kappa\,d\mu = 1`, but for :math:`n=2`,
+        :math:`\alpha=(2, 0.5)`, :math:`\lambda=0.7` the naive Lebesgue integral is about 0.252.
+        The same measure appears for every parameter value, so differences of log-densities
+        (``relaxed_kl``) are exact log density ratios of the Concrete distributions.
+
+    Shapes: ``logits``/``probs`` ``(*batch_l, n)``; ``temperature`` a number or a Tensor of a
+    *batch* shape (no event dimension) broadcastable with ``batch_l``;
+    ``batch_shape = broadcast(batch_l, temperature.shape)``, ``event_shape = (n,)``;
+    ``rsample(s)`` is ``(*s, *batch_shape, n)``; ``log_prob`` returns ``(*s, *batch_shape)``.
+
+    Args:
+        temperature: :math:`\lambda > 0` (finite).
+        probs: class probabilities (non-negative, sum to one); zeros become logits
+            :math:`\log(\text{tiny})`.
+        logits: unnormalised log-probabilities :math:`\ell` (finite). Exactly one of
+            ``probs``/``logits``.
+        validate_args: validate parameters and ``log_prob`` values (default: torch's default,
+            on). Errors are ``ValueError`` naming the argument and its value.
+    """
+
+    support = log_simplex
+
+    def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
+        """Reparameterised sample :math:`y`, shape ``(*sample_shape, *batch, n)``."""
+        y = self._log_sample(sample_shape)
+        self._cache = (y, y._version, y)
+        return y
+
+    def rsample_and_log_prob(self, sample_shape: _size = _NO_SAMPLE) -> tuple[Tensor, Tensor]:
+        r"""Fused ``y = rsample(s)`` and ``log_prob(y)`` in one pass with an analytic backward.
+
+        For :math:`y = \log\operatorname{softmax}((\ell - \log E)/\lambda)`,
+        :math:`E_k\sim\mathrm{Exp}(1)`, the log-density of the sample is exactly
+
+        .. math::
+
+            \log\kappa(y) = \log\Gamma(n) + (n-1)\log\lambda + \sum_k\log E_k
+                            - n\log\sum_k E_k ,
+
+        finite for every draw and every temperature, and its total derivative
+        (through the sample and the parameters) is :math:`(n-1)/\lambda` in :math:`\lambda`
+        and 0 in the logits. Gradients to parameters equal those of
+        ``log_prob(rsample())``; the log-density carries no gradient to ``y`` itself.
+        Draws the same ``y`` as :meth:`rsample` for the same RNG state.
+
+        Returns:
+            ``(y, log_prob)`` of shapes ``(*s, *batch, n)`` and ``(*s, *batch)``.
+        """
+        return self._fused(sample_shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        r"""Log-density :math:`\log\kappa(y)` w.r.t. :math:`d\mu` (see the class docstring).
+
+        Args:
+            value: ``(*s, *batch, n)`` points :math:`y` of the log-simplex.
+
+        Returns:
+            ``(*s, *batch)``.
+        """
+        if self._validate_args and self._cached_log_sample(value) is None:
+            _check_sample(self, value)
+        return exp_concrete_log_prob(self._logits_raw, self.temperature, value)
+
+
+class Concrete(_RelaxedCategoricalBase):
+    r"""The Concrete (Gumbel-Softmax) distribution on the probability simplex.
+
+    .. math::
+
+        x = \operatorname{softmax}\!\Big(\frac{\ell + G}{\lambda}\Big),\qquad
+        p(x) = (n-1)!\,\lambda^{n-1}\prod_{k=1}^n
+               \frac{\alpha_k x_k^{-\lambda-1}}{\sum_{i=1}^n \alpha_i x_i^{-\lambda}},
+
+    a density w.r.t. Lebesgue measure on any :math:`n-1` coordinates. In log space,
+    :math:`\log p(x) = \log\kappa(\log x) - \sum_{k=1}^n \log x_k` (:math:`n` terms; see
+    :class:`ExpConcrete`). ``argmax(x)`` is distributed as ``Categorical(softmax(logits))``.
+
+    Low temperatures: ``rsample``/``sample`` compute the log-space sample :math:`y` first and
+    return :math:`x = e^y`; coordinates of :math:`x` may underflow to exactly 0. The distribution
+    keeps :math:`y` for its last sample (like a cached transform), and ``log_prob`` of that very
+    tensor (same object, not modified in place) uses :math:`y`, so it is finite.
+    For any other ``value`` (a copy, or external data), entries below ``tiny`` -- the smallest
+    normal number of the dtype, 1.2e-38 in float32 -- in particular exact zeros, are replaced by
+    ``tiny`` before the logarithm: the result is the (finite) log-density at that nudged point,
+    not the limit. The support check (``validate_args``) accepts zeros (closed simplex).
+
+    Shapes and arguments as :class:`ExpConcrete`; samples ``(*s, *batch, n)``.
+    """
+
+    support = simplex
+
+    @property
+    def exp_concrete(self) -> ExpConcrete:
+        """The :class:`ExpConcrete` with the same parameters (the law of ``log x``)."""
+        d = ExpConcrete(self.temperature, logits=self._logits_raw, validate_args=False)
+        d._validate_args = self._validate_args
+        return d
+
+    def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
+        """Reparameterised sample :math:`x` on the simplex, ``(*sample_shape, *batch, n)``."""
+        y = self._log_sample(sample_shape)
+        x = y.exp()
+        self._cache = (x, x._version, y)
+        return x
+
+    def rsample_and_log_prob(self, sample_shape: _size = _NO_SAMPLE) -> tuple[Tensor, Tensor]:
+        r"""Fused ``x = rsample(s)`` and ``log_prob(x)`` (see ExpConcrete.rsample_and_log_prob).
+
+        :math:`\log p(x) = \log\kappa(y) - \sum_k y_k` with the fused :math:`\log\kappa(y)`.
+
+        Returns:
+            ``(x, log_prob)`` of shapes ``(*s, *batch, n)`` and ``(*s, *batch)``.
+        """
+        y, lk = self._fused(sample_shape)
+        x = y.exp()
+        self._cache = (x, x._version, y)
+        return x, lk - y.sum(-1)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        r"""Log-density :math:`\log p(x)`, finite for this distribution's own last sample.
+
+        Args:
+            value: ``(*s, *batch, n)`` points of the simplex (see the class docstring for zeros).
+
+        Returns:
+            ``(*s, *batch)``.
+        """
+        y = self._cached_log_sample(value)
+        if y is None:
+            if self._validate_args:
+                _check_sample(self, value)
+            y = value.clamp_min(torch.finfo(value.dtype).tiny).log()
+        return exp_concrete_log_prob(self._logits_raw, self.temperature, y) - y.sum(-1)
+
+
+# --------------------------------------------------------------------------- binary family
+class _BinaryBase(Distribution):
+    """Parameter handling shared by :class:`BinaryConcrete` and :class:`LogitBinaryConcrete`."""
+
+    arg_constraints = {
+        "probs": unit_interval,
+        "logits": finite_real,
+        "temperature": positive_finite,
+    }
+    has_rsample = True
+
+    def __init__(
+        self,
+        temperature: float | Tensor,
+        probs: Tensor | float | None = None,
+        logits: Tensor | float | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        validate = Distribution._validate_args if validate_args is None else bool(validate_args)
+        name, param = _exactly_one(probs, logits)
+        param = _to_float_tensor(name, param)
+        dtype = _common_dtype(param, temperature)
+        param = param.to(dtype)
+        lam = _prepare_temperature(temperature, dtype, param.device, validate)
+        if validate:
+            if name == "logits":
+                bad = ~torch.isfinite(param)
+                if bool(bad.any()):
+                    raise ValueError(
+                        f"logits must be finite, got logits={param} "
+                        f"(non-finite entries: {_show_bad(param, bad)})"
+                    )
+            else:
+                bad = ~((param >= 0) & (param <= 1))
+                if bool(bad.any()):
+                    raise ValueError(
+                        f"probs must lie in [0, 1], got probs={param} "
+                        f"(invalid entries: {_show_bad(param, bad)})"
+                    )
+        try:
+            batch_shape = torch.broadcast_shapes(param.shape, lam.shape)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"temperature of shape {tuple(lam.shape)} does not broadcast with {name} of "
+                f"shape {tuple(param.shape)}, got temperature={lam}"
+            ) from exc
+        param = param.expand(batch_shape) if param.shape != batch_shape else param
+        self.temperature = lam.expand(batch_shape) if lam.shape != batch_shape else lam
+        if name == "probs":
+            self.probs = param
+            info = torch.finfo(dtype)
+            p = param.clamp(info.tiny, 1.0 - info.eps / 2)
+            self._logits_raw = p.log() - (-p).log1p()
+        else:
+            self._logits_raw = param
+        self._cache: tuple[Tensor, int, Tensor] | None = None
+        super().__init__(batch_shape, torch.Size(), validate_args=False)
+        self._validate_args = validate
+
+    @lazy_property
+    def logits(self) -> Tensor:
+        r"""Logit :math:`\ell` (``batch_shape``); a sample rounds to 1 w.p. :math:`\sigma(\ell)`."""
+        return self._logits_raw
+
+    @lazy_property
+    def probs(self) -> Tensor:
+        r""":math:`\sigma(\ell)` (``batch_shape``): the probability that a sample rounds to 1."""
+        return torch.sigmoid(self._logits_raw)
+
+    @property
+    def param_shape(self) -> torch.Size:
+        """Shape of ``logits``/``probs`` (= ``batch_shape``)."""
+        return self._logits_raw.shape
+
+    def expand(self, batch_shape: _size, _instance: Distribution | None = None) -> Distribution:
+        """Expand to a larger ``batch_shape`` (views, no copies)."""
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature.expand(batch_shape)
+        new._logits_raw = self._logits_raw.expand(batch_shape)
+        if "probs" in self.__dict__:
+            new.probs = self.probs.expand(batch_shape)
+        if "logits" in self.__dict__:
+            new.logits = self.logits.expand(batch_shape)
+        new._cache = None
+        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def _logit_sample(self, sample_shape: _size) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        raw = self._logits_raw
+        draw = torch.float32 if raw.dtype in _HALF_TYPES else raw.dtype
+        u = torch.rand(shape, dtype=draw, device=raw.device).clamp_min_(torch.finfo(draw).tiny)
+        noise = torch.logit(u)  # Logistic(0, 1), finite: u in [tiny, 1 - 2^-24]
+        y = (noise.to(raw.dtype) + raw) / self.temperature
+        return y
+
+    def _cached_log_sample(self, value: Tensor) -> Tensor | None:
+        c = self._cache
+        if c is not None and value is c[0] and value._version == c[1]:
+            return c[2]
+        return None
+
+    def sample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
+        """A sample without gradients, ``(*sample_shape, *batch)``."""
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+
+class LogitBinaryConcrete(_BinaryBase):
+    r"""The logit of a BinaryConcrete variable: :math:`y = (\ell + L)/\lambda \in \mathbb{R}`.
+
+    :math:`L = \log U - \log(1-U) \sim \mathrm{Logistic}(0,1)`, so
+    :math:`y \sim \mathrm{Logistic}(\ell/\lambda,\ 1/\lambda)`:
+
+    .. math::
+
+        \log p(y) = \log\lambda + (\ell - \lambda y) - 2\operatorname{softplus}(\ell - \lambda y),
+        \qquad P(Y \le y) = \sigma(\lambda y - \ell).
+
+    This is the right space for a KL term in a VAE: the density is finite for every sample at
+    every temperature. Shapes: ``logits``/``probs`` and ``temperature`` broadcast to
+    ``batch_shape``; ``event_shape = ()``.
+
+    Args:
+        temperature: :math:`\lambda > 0` (finite), number or Tensor.
+        probs: :math:`\sigma(\ell) \in [0,1]` (clamped to :math:`[\text{tiny}, 1-\epsilon/2]`).
+        logits: :math:`\ell` (finite). Exactly one of ``probs``/``logits``.
+        validate_args: as in ``torch.distributions`` (default on).
+    """
+
+    support = finite_real
+
+    def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
+        """Reparameterised sample :math:`y`, shape ``(*sample_shape, *batch)``."""
+        y = self._logit_sample(sample_shape)
+        self._cache = (y, y._version, y)
+        return y
+
+    def rsample_and_log_prob(self, sample_shape: _size = _NO_SAMPLE) -> tuple[Tensor, Tensor]:
+        """``y = rsample(s)`` and ``log_prob(y)``; shapes ``(*s, *batch)`` twice."""
+        y = self.rsample(sample_shape)
+        return y, self.log_prob(y)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Logistic log-density (softplus form, no overflow); ``(*s, *batch)``."""
+        if self._validate_args and self._cached_log_sample(value) is None:
+            _check_sample(self, value)
+        return logit_binary_concrete_log_prob(self._logits_raw, self.temperature, value)
+
+    def cdf(self, value: Tensor) -> Tensor:
+        r""":math:`\sigma(\lambda y - \ell)`."""
+        if self._validate_args:
+            _check_sample(self, value)
+        return torch.sigmoid(value * self.temperature - self._logits_raw)
+
+    def icdf(self, value: Tensor) -> Tensor:
+        r""":math:`(\ell + \operatorname{logit} q)/\lambda` for :math:`q \in (0,1)`."""
+        return (self._logits_raw + torch.logit(value)) / self.temperature
+
+    @property
+    def mean(self) -> Tensor:
+        r""":math:`\ell/\lambda` (the logistic location)."""
+        return self._logits_raw / self.temperature
+
+    @property
+    def variance(self) -> Tensor:
+        r""":math:`\pi^2/(3\lambda^2)`."""
+        return (math.pi**2 / 3) / self.temperature.square()
+
+    def entropy(self) -> Tensor:
+        r"""Differential entropy :math:`2 - \log\lambda` of the logistic law."""
+        return 2.0 - self.temperature.log()
+
+
+class BinaryConcrete(_BinaryBase):
+    r"""The binary Concrete (relaxed Bernoulli) distribution on (0, 1).
+
+    .. math::
+
+        x = \sigma\!\Big(\frac{\ell + L}{\lambda}\Big),\quad L\sim\mathrm{Logistic}(0,1),\qquad
+        p(x) = \frac{\lambda\,\alpha\,x^{-\lambda-1}(1-x)^{-\lambda-1}}
+                    {\big(\alpha x^{-\lambda} + (1-x)^{-\lambda}\big)^2},
+
+    computed in logit space with :math:`y = \operatorname{logit} x` as
+
+    .. math::
+
+        \log p(x) = \log\lambda + d - 2\operatorname{softplus}(d)
+                    + \operatorname{softplus}(y) + \operatorname{softplus}(-y),
+        \qquad d = \ell - \lambda y,
+
+    which does not overflow for :math:`|d|` up to the float range (no ``log1p(exp(.))``).
+    :math:`P(X \le x) = \sigma(\lambda\operatorname{logit}x - \ell)` and
+    :math:`P(X > 1/2) = \sigma(\ell)`.
+
+    Low temperatures: samples may round to exactly 0 or 1 in float32. The distribution keeps the
+    logit :math:`y` of its last sample, and ``log_prob`` of that very tensor uses it (finite).
+    For any other ``value``, entries are clamped to :math:`[\text{tiny}, 1-\epsilon/2]` before
+    the logit (so 0 and 1 give finite values at the nudged points, like
+    ``torch.distributions.RelaxedBernoulli``). Support check: the closed interval [0, 1].
+
+    Shapes and arguments as :class:`LogitBinaryConcrete`; ``event_shape = ()``.
+    """
+
+    support = unit_interval
+
+    @property
+    def logit_binary_concrete(self) -> LogitBinaryConcrete:
+        """The :class:`LogitBinaryConcrete` with the same parameters (the law of logit x)."""
+        d = LogitBinaryConcrete(self.temperature, logits=self._logits_raw, validate_args=False)
+        d._validate_args = self._validate_args
+        return d
+
+    def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
+        """Reparameterised sample :math:`x \\in [0,1]`, shape ``(*sample_shape, *batch)``."""
+        y = self._logit_sample(sample_shape)
+        x = torch.sigmoid(y)
+        self._cache = (x, x._version, y)
+        return x
+
+    def rsample_and_log_prob(self, sample_shape: _size = _NO_SAMPLE) -> tuple[Tensor, Tensor]:
+        """``x = rsample(s)`` and ``log_prob(x)`` (from the stored logit); ``(*s, *batch)``."""
+        x = self.rsample(sample_shape)
+        return x, self.log_prob(x)
+
+    def _logit_of(self, value: Tensor) -> Tensor:
+        y = self._cached_log_sample(value)
+        if y is None:
+            if self._validate_args:
+                _check_sample(self, value)
+            info = torch.finfo(value.dtype)
+            v = value.clamp(info.tiny, 1.0 - info.eps / 2)
+            y = v.log() - (-v).log1p()
+        return y
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log-density of ``value`` in (0, 1) (see the class docstring); ``(*s, *batch)``."""
+        y = self._logit_of(value)
+        sp = torch.nn.functional.softplus
+        return (
+            logit_binary_concrete_log_prob(self._logits_raw, self.temperature, y) + sp(y) + sp(-y)
+        )
+
+    def cdf(self, value: Tensor) -> Tensor:
+        r""":math:`\sigma(\lambda\operatorname{logit}(x) - \ell)`."""
+        y = self._logit_of(value)
+        return torch.sigmoid(y * self.temperature - self._logits_raw)
+
+    def icdf(self, value: Tensor) -> Tensor:
+        r""":math:`\sigma((\ell + \operatorname{logit} q)/\lambda)` for :math:`q \in (0,1)`."""
+        return torch.sigmoid((self._logits_raw + torch.logit(value)) / self.temperature)
