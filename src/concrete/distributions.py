@@ -40,12 +40,8 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import lazy_property
 
-from concrete.gumbel import _HALF_TYPES, sample_exponential
-from concrete.relaxed import (
-    _RelaxedLogSoftmax,
-    _RelaxedLogSoftmaxWithLogProb,
-    validate_temperature,
-)
+from concrete.gumbel import _HALF_TYPES, _check_finite, _uniform
+from concrete.relaxed import _concrete_sample, _log_softmax, validate_temperature
 
 __all__ = [
     "ExpConcrete",
@@ -61,6 +57,11 @@ _NO_SAMPLE = torch.Size()
 
 
 # --------------------------------------------------------------------------- constraints
+def _finite(value: Tensor) -> Tensor:
+    """Elementwise finiteness as ``value - value == 0`` (several times faster than isfinite)."""
+    return (value - value) == 0
+
+
 def _tol(dtype: torch.dtype, n: int) -> float:
     """Tolerance for 'sums to one' checks: 1e-6 (torch's), widened to n*eps in low precision."""
     return max(1e-6, n * torch.finfo(dtype).eps)
@@ -70,7 +71,7 @@ class _PositiveFinite(constraints.Constraint):
     """Strictly positive and finite: the temperature's constraint."""
 
     def check(self, value: Tensor) -> Tensor:  # noqa: D102
-        return torch.isfinite(value) & (value > 0)
+        return _finite(value) & (value > 0)
 
     def __repr__(self) -> str:
         return "PositiveFinite()"
@@ -80,7 +81,7 @@ class _FiniteReal(constraints.Constraint):
     """Finite reals (no NaN, no +-inf)."""
 
     def check(self, value: Tensor) -> Tensor:  # noqa: D102
-        return torch.isfinite(value)
+        return _finite(value)
 
     def __repr__(self) -> str:
         return "FiniteReal()"
@@ -106,11 +107,7 @@ class _LogSimplex(constraints.Constraint):
 
     def check(self, value: Tensor) -> Tensor:  # noqa: D102
         tol = _tol(value.dtype, value.shape[-1])
-        return (
-            torch.isfinite(value).all(-1)
-            & (value <= 0).all(-1)
-            & (value.logsumexp(-1).abs() <= tol)
-        )
+        return _finite(value).all(-1) & (value <= 0).all(-1) & (value.logsumexp(-1).abs() <= tol)
 
     def __repr__(self) -> str:
         return "LogSimplex()"
@@ -216,7 +213,14 @@ def _check_sample(dist: Distribution, value: object) -> None:
 
 
 # --------------------------------------------------------------------------- log-densities
-def exp_concrete_log_prob(logits: Tensor, temperature: Tensor, value: Tensor) -> Tensor:
+def _python_scale(temperature: object) -> float | None:
+    """The temperature as a Python float if it was given as a number (fast path), else None."""
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        return float(temperature)
+    return None
+
+
+def exp_concrete_log_prob(logits: Tensor, temperature: Tensor | float, value: Tensor) -> Tensor:
     r"""ExpConcrete log-density :math:`\log\kappa(y)` (Maddison et al. 2017, App. C).
 
     .. math::
@@ -228,21 +232,30 @@ def exp_concrete_log_prob(logits: Tensor, temperature: Tensor, value: Tensor) ->
     (Equivalently :math:`\kappa(y) = (n-1)!\,\lambda^{n-1}\prod_k \alpha_k e^{-\lambda y_k}
     / (\sum_i \alpha_i e^{-\lambda y_i})^n`.) Computed as
     :math:`\sum_k \log\operatorname{softmax}(s)_k`. Invariant to a shift of :math:`\ell`.
+    No validation (the distributions validate).
 
     Args:
         logits: ``(*batch, n)`` unnormalised log-locations :math:`\ell`.
-        temperature: ``batch``-shaped :math:`\lambda` (broadcastable to ``value.shape[:-1]``).
+        temperature: a positive Python float, or a ``batch``-shaped Tensor :math:`\lambda`
+            (broadcastable to ``value.shape[:-1]``).
         value: ``(*sample, *batch, n)`` log-simplex points :math:`y`.
 
     Returns:
         Tensor of shape ``(*sample, *batch)``.
     """
     n = value.shape[-1]
-    s = torch.addcmul(logits, value, temperature.unsqueeze(-1), value=-1.0)
-    return torch.log_softmax(s, -1).sum(-1) + (temperature.log() * (n - 1) + math.lgamma(n))
+    const = math.lgamma(n)
+    if isinstance(temperature, Tensor):
+        s = torch.addcmul(logits, value, temperature.unsqueeze(-1), value=-1.0)
+        return _log_softmax(s).sum(-1) + (temperature.log() * (n - 1) + const)
+    t = float(temperature)
+    s = torch.add(logits, value, alpha=-t)
+    return _log_softmax(s).sum(-1) + ((n - 1) * math.log(t) + const)
 
 
-def logit_binary_concrete_log_prob(logits: Tensor, temperature: Tensor, value: Tensor) -> Tensor:
+def logit_binary_concrete_log_prob(
+    logits: Tensor, temperature: Tensor | float, value: Tensor
+) -> Tensor:
     r"""Log-density of :math:`y = (\ell + L)/\lambda`, :math:`L\sim\mathrm{Logistic}(0,1)`.
 
     .. math::
@@ -254,14 +267,18 @@ def logit_binary_concrete_log_prob(logits: Tensor, temperature: Tensor, value: T
 
     Args:
         logits: ``batch``-shaped :math:`\ell`.
-        temperature: ``batch``-shaped :math:`\lambda`.
+        temperature: a positive Python float or a ``batch``-shaped Tensor :math:`\lambda`.
         value: ``(*sample, *batch)`` real :math:`y`.
 
     Returns:
         Tensor of shape ``(*sample, *batch)``.
     """
-    d = torch.addcmul(logits, value, temperature, value=-1.0)
-    return temperature.log() + d - 2.0 * torch.nn.functional.softplus(d)
+    if isinstance(temperature, Tensor):
+        d = torch.addcmul(logits, value, temperature, value=-1.0)
+        return temperature.log() + d - 2.0 * torch.nn.functional.softplus(d)
+    t = float(temperature)
+    d = torch.add(logits, value, alpha=-t)
+    return d - 2.0 * torch.nn.functional.softplus(d) + math.log(t)
 
 
 # --------------------------------------------------------------------------- categorical family
@@ -296,24 +313,20 @@ class _RelaxedCategoricalBase(Distribution):
         n = param.shape[-1]
         if validate:
             if name == "logits":
-                bad = ~torch.isfinite(param)
-                if bool(bad.any()):
-                    raise ValueError(
-                        f"logits must be finite, got logits={param} "
-                        f"(non-finite entries: {_show_bad(param, bad)})"
-                    )
+                _check_finite("logits", param)
             else:
-                bad = ~(torch.isfinite(param) & (param >= 0))
-                if bool(bad.any()):
+                lo, hi = torch.aminmax(param.detach())
+                if not (bool(lo >= 0) and bool(hi <= 1)):  # False for NaN too
+                    bad = ~((param >= 0) & (param <= 1))
                     raise ValueError(
-                        f"probs must be non-negative and finite, got probs={param} "
+                        f"probs must be non-negative and sum to 1, got probs={param} "
                         f"(invalid entries: {_show_bad(param, bad)})"
                     )
-                err = (param.sum(-1) - 1).abs()
+                err = (param.detach().sum(-1) - 1).abs()
                 if bool((err > _tol(dtype, n)).any()):
                     raise ValueError(
                         f"probs must sum to 1 along the last dimension, got probs={param} "
-                        f"(sums: {_show_bad(param.sum(-1), err > _tol(dtype, n))})"
+                        f"(sums: {_show_bad(param.detach().sum(-1), err > _tol(dtype, n))})"
                     )
         param_batch = param.shape[:-1]
         if param.dim() >= 2 and lam.shape == param_batch + (1,) and lam.numel() > 1:
@@ -337,6 +350,7 @@ class _RelaxedCategoricalBase(Distribution):
             self._logits_raw = param.clamp_min(torch.finfo(dtype).tiny).log()
         else:
             self._logits_raw = param
+        self._scale = _python_scale(temperature)
         self._cache: tuple[Tensor, int, Tensor] | None = None
         super().__init__(batch_shape, torch.Size((n,)), validate_args=False)
         self._validate_args = validate
@@ -358,8 +372,9 @@ class _RelaxedCategoricalBase(Distribution):
         return self._logits_raw.shape
 
     @property
-    def _lam_e(self) -> Tensor:
-        return self.temperature.unsqueeze(-1)
+    def _temp(self) -> Tensor | float:
+        """The temperature for computations: a Python float when given as a number."""
+        return self._scale if self._scale is not None else self.temperature
 
     def expand(self, batch_shape: _size, _instance: Distribution | None = None) -> Distribution:
         """Expand to a larger ``batch_shape`` (views, no copies); see ``Distribution.expand``."""
@@ -372,6 +387,7 @@ class _RelaxedCategoricalBase(Distribution):
             new.probs = self.probs.expand(full)
         if "logits" in self.__dict__:
             new.logits = self.logits.expand(full)
+        new._scale = self._scale
         new._cache = None
         Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
@@ -393,23 +409,11 @@ class _RelaxedCategoricalBase(Distribution):
             "e.g. dist.sample((10000,)).var(0)"
         )
 
-    def _log_sample(self, sample_shape: _size) -> Tensor:
+    def _draw(self, sample_shape: _size, simplex: bool, with_lp: bool):
         shape = self._extended_shape(sample_shape)
-        raw = self._logits_raw
-        dtype = raw.dtype
-        log_e = sample_exponential(shape, dtype=dtype, device=raw.device).log_()
-        y = _RelaxedLogSoftmax.apply(raw, self._lam_e, log_e)
-        return y.to(dtype) if y.dtype != dtype else y
-
-    def _fused(self, sample_shape: _size) -> tuple[Tensor, Tensor]:
-        shape = self._extended_shape(sample_shape)
-        raw = self._logits_raw
-        dtype = raw.dtype
-        e = sample_exponential(shape, dtype=dtype, device=raw.device)
-        y, lp = _RelaxedLogSoftmaxWithLogProb.apply(raw, self._lam_e, e)
-        if y.dtype != dtype:
-            y, lp = y.to(dtype), lp.to(dtype)
-        return y, lp
+        return _concrete_sample(
+            self._logits_raw, self._temp, shape, simplex=simplex, with_lp=with_lp
+        )
 
     def _cached_log_sample(self, value: Tensor) -> Tensor | None:
         c = self._cache
@@ -471,7 +475,7 @@ class ExpConcrete(_RelaxedCategoricalBase):
 
     def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
         """Reparameterised sample :math:`y`, shape ``(*sample_shape, *batch, n)``."""
-        y = self._log_sample(sample_shape)
+        y = self._draw(sample_shape, simplex=False, with_lp=False)
         self._cache = (y, y._version, y)
         return y
 
@@ -495,7 +499,9 @@ class ExpConcrete(_RelaxedCategoricalBase):
         Returns:
             ``(y, log_prob)`` of shapes ``(*s, *batch, n)`` and ``(*s, *batch)``.
         """
-        return self._fused(sample_shape)
+        y, lp = self._draw(sample_shape, simplex=False, with_lp=True)
+        self._cache = (y, y._version, y)
+        return y, lp
 
     def log_prob(self, value: Tensor) -> Tensor:
         r"""Log-density :math:`\log\kappa(y)` w.r.t. :math:`d\mu` (see the class docstring).
@@ -508,7 +514,7 @@ class ExpConcrete(_RelaxedCategoricalBase):
         """
         if self._validate_args and self._cached_log_sample(value) is None:
             _check_sample(self, value)
-        return exp_concrete_log_prob(self._logits_raw, self.temperature, value)
+        return exp_concrete_log_prob(self._logits_raw, self._temp, value)
 
 
 class Concrete(_RelaxedCategoricalBase):
@@ -547,8 +553,7 @@ class Concrete(_RelaxedCategoricalBase):
 
     def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
         """Reparameterised sample :math:`x` on the simplex, ``(*sample_shape, *batch, n)``."""
-        y = self._log_sample(sample_shape)
-        x = y.exp()
+        x, y = self._draw(sample_shape, simplex=True, with_lp=False)
         self._cache = (x, x._version, y)
         return x
 
@@ -560,10 +565,9 @@ class Concrete(_RelaxedCategoricalBase):
         Returns:
             ``(x, log_prob)`` of shapes ``(*s, *batch, n)`` and ``(*s, *batch)``.
         """
-        y, lk = self._fused(sample_shape)
-        x = y.exp()
+        x, y, lp = self._draw(sample_shape, simplex=True, with_lp=True)
         self._cache = (x, x._version, y)
-        return x, lk - y.sum(-1)
+        return x, lp
 
     def log_prob(self, value: Tensor) -> Tensor:
         r"""Log-density :math:`\log p(x)`, finite for this distribution's own last sample.
@@ -579,7 +583,7 @@ class Concrete(_RelaxedCategoricalBase):
             if self._validate_args:
                 _check_sample(self, value)
             y = value.clamp_min(torch.finfo(value.dtype).tiny).log()
-        return exp_concrete_log_prob(self._logits_raw, self.temperature, y) - y.sum(-1)
+        return exp_concrete_log_prob(self._logits_raw, self._temp, y) - y.sum(-1)
 
 
 # --------------------------------------------------------------------------- binary family
@@ -608,15 +612,11 @@ class _BinaryBase(Distribution):
         lam = _prepare_temperature(temperature, dtype, param.device, validate)
         if validate:
             if name == "logits":
-                bad = ~torch.isfinite(param)
-                if bool(bad.any()):
-                    raise ValueError(
-                        f"logits must be finite, got logits={param} "
-                        f"(non-finite entries: {_show_bad(param, bad)})"
-                    )
-            else:
-                bad = ~((param >= 0) & (param <= 1))
-                if bool(bad.any()):
+                _check_finite("logits", param)
+            elif param.numel() > 0:
+                lo, hi = torch.aminmax(param.detach())
+                if not (bool(lo >= 0) and bool(hi <= 1)):  # False for NaN too
+                    bad = ~((param >= 0) & (param <= 1))
                     raise ValueError(
                         f"probs must lie in [0, 1], got probs={param} "
                         f"(invalid entries: {_show_bad(param, bad)})"
@@ -637,6 +637,7 @@ class _BinaryBase(Distribution):
             self._logits_raw = p.log() - (-p).log1p()
         else:
             self._logits_raw = param
+        self._scale = _python_scale(temperature)
         self._cache: tuple[Tensor, int, Tensor] | None = None
         super().__init__(batch_shape, torch.Size(), validate_args=False)
         self._validate_args = validate
@@ -666,6 +667,7 @@ class _BinaryBase(Distribution):
             new.probs = self.probs.expand(batch_shape)
         if "logits" in self.__dict__:
             new.logits = self.logits.expand(batch_shape)
+        new._scale = self._scale
         new._cache = None
         Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
@@ -675,10 +677,16 @@ class _BinaryBase(Distribution):
         shape = self._extended_shape(sample_shape)
         raw = self._logits_raw
         draw = torch.float32 if raw.dtype in _HALF_TYPES else raw.dtype
-        u = torch.rand(shape, dtype=draw, device=raw.device).clamp_min_(torch.finfo(draw).tiny)
-        noise = torch.logit(u)  # Logistic(0, 1), finite: u in [tiny, 1 - 2^-24]
-        y = (noise.to(raw.dtype) + raw) / self.temperature
-        return y
+        u = _uniform(shape, dtype=draw, device=raw.device)
+        noise = torch.logit(u).to(raw.dtype)  # Logistic(0, 1), finite: u in [tiny, 1 - 2^-24]
+        if self._scale is not None:
+            return noise.add_(raw).div_(self._scale)
+        return noise.add_(raw) / self.temperature
+
+    @property
+    def _temp(self) -> Tensor | float:
+        """The temperature for computations: a Python float when given as a number."""
+        return self._scale if self._scale is not None else self.temperature
 
     def _cached_log_sample(self, value: Tensor) -> Tensor | None:
         c = self._cache
@@ -731,7 +739,7 @@ class LogitBinaryConcrete(_BinaryBase):
         """Logistic log-density (softplus form, no overflow); ``(*s, *batch)``."""
         if self._validate_args and self._cached_log_sample(value) is None:
             _check_sample(self, value)
-        return logit_binary_concrete_log_prob(self._logits_raw, self.temperature, value)
+        return logit_binary_concrete_log_prob(self._logits_raw, self._temp, value)
 
     def cdf(self, value: Tensor) -> Tensor:
         r""":math:`\sigma(\lambda y - \ell)`."""
@@ -823,9 +831,7 @@ class BinaryConcrete(_BinaryBase):
         """Log-density of ``value`` in (0, 1) (see the class docstring); ``(*s, *batch)``."""
         y = self._logit_of(value)
         sp = torch.nn.functional.softplus
-        return (
-            logit_binary_concrete_log_prob(self._logits_raw, self.temperature, y) + sp(y) + sp(-y)
-        )
+        return logit_binary_concrete_log_prob(self._logits_raw, self._temp, y) + sp(y) + sp(-y)
 
     def cdf(self, value: Tensor) -> Tensor:
         r""":math:`\sigma(\lambda\operatorname{logit}(x) - \ell)`."""

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from concrete.gumbel import _check_dim, _check_finite, sample_exponential
+from concrete.gumbel import _check_dim, _check_finite, _log_exponential, sample_exponential
 
 __all__ = ["gumbel_softmax", "validate_temperature"]
 
@@ -88,115 +88,139 @@ def validate_temperature(
     return torch.tensor(value, dtype=dtype or torch.get_default_dtype(), device=device)
 
 
+# Below this many classes torch's fused (log_)softmax CPU kernels are several times slower than
+# the composite formulas (measured on torch 2.14, AVX512), above it they are faster.
+_FUSED_MIN_CLASSES = 16
+
+
+def _log_softmax(z: Tensor) -> Tensor:
+    """log_softmax over the last dim (fused kernel for n >= 16, composite below)."""
+    if z.shape[-1] >= _FUSED_MIN_CLASSES:
+        return torch.log_softmax(z, -1)
+    return z - z.logsumexp(-1, keepdim=True)
+
+
 def _log_softmax_backward(grad: Tensor, y: Tensor) -> Tensor:
     """grad - exp(y) * grad.sum(-1): the backward of log_softmax over the last dim."""
-    return torch._log_softmax_backward_data(grad, y, -1, y.dtype)
+    if y.shape[-1] >= _FUSED_MIN_CLASSES:
+        return torch._log_softmax_backward_data(grad, y, -1, y.dtype)
+    return grad - y.exp() * grad.sum(-1, keepdim=True)
 
 
-def _softmax_backward(grad: Tensor, x: Tensor) -> Tensor:
-    """x * (grad - (grad * x).sum(-1)): the backward of softmax over the last dim."""
-    return torch._softmax_backward_data(grad, x, -1, x.dtype)
+class _ConcreteSampler(Function):
+    r"""Relaxed sample (and optionally its log-density) in one pass, with a hand-derived backward.
 
+    Inputs: ``logits`` ``(..., n)`` and ``lam`` ``(..., 1)`` (or ``None`` with a Python float
+    ``scale``), both broadcastable to ``noise`` (full shape, overwritten in place); ``noise``
+    is :math:`\log E` when ``with_lp`` is false and :math:`E` itself when it is true
+    (:math:`E_k \sim \mathrm{Exp}(1)`, i.e. :math:`G_k = -\log E_k`).
 
-class _RelaxedLogSoftmax(Function):
-    """y = log_softmax((logits - log E) / lam) over the last dim, computed in the E buffer.
-
-    Inputs: logits (..., n), lam (..., 1) (both broadcastable to E), log_e (full shape,
-    overwritten). Output: y with the full shape.
-    """
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, lam: Tensor, log_e: Tensor) -> Tensor:  # noqa: D102
-        z = log_e.sub_(logits).div_(lam.neg())  # (logits - log E) / lam
-        y = torch.log_softmax(z, -1)
-        ctx.save_for_backward(y, lam)
-        ctx.shapes = (logits.shape, lam.shape)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y: Tensor):  # noqa: D102
-        y, lam = ctx.saved_tensors
-        logits_shape, lam_shape = ctx.shapes
-        gl = _log_softmax_backward(grad_y, y).div_(lam)
-        glam = None
-        if ctx.needs_input_grad[1]:
-            # sum_k g_z,k z_k = sum_k g_z,k y_k because sum_k g_z,k = 0.
-            glam = (gl * y).sum(-1, keepdim=True).neg_().sum_to_size(lam_shape)
-        grad_logits = gl.sum_to_size(logits_shape) if ctx.needs_input_grad[0] else None
-        return grad_logits, glam, None
-
-
-class _RelaxedLogSoftmaxWithLogProb(Function):
-    r"""Fused ExpConcrete sample and log-density of that sample.
-
-    With :math:`E \sim \mathrm{Exp}(1)` and :math:`y = \log\operatorname{softmax}((\ell - \log
-    E)/\lambda)`, the ExpConcrete log-density of :math:`y` simplifies exactly to
+    Forward: :math:`z = (\ell - \log E)/\lambda`, :math:`y = \log\operatorname{softmax}(z)`;
+    outputs ``y`` (log space) and, if ``simplex``, ``x = exp(y)`` first; if ``with_lp`` also the
+    log-density of the sample, in closed form from the noise:
 
     .. math::
 
-        \log\kappa(y) = \log\Gamma(n) + (n-1)\log\lambda + \sum_k \log E_k - n\log\sum_k E_k,
+        \log\kappa(y) = \log\Gamma(n) + (n-1)\log\lambda + \sum_k\log E_k - n\log\sum_k E_k,
 
-    which no longer depends on :math:`\ell` and is finite for every draw. Its total derivative
-    is :math:`(n-1)/\lambda` with respect to :math:`\lambda` and zero with respect to
-    :math:`\ell`, which is what autograd would get by differentiating
-    ``log_prob(rsample())`` through both the sample and the parameters.
+    minus :math:`\sum_k y_k` when ``simplex`` (the Concrete density of :math:`x`).
+
+    Backward: with :math:`\bar y` the total gradient reaching :math:`y`
+    (:math:`\bar y = g_y + g_x \odot x - g_{lp}[\text{simplex}]`),
+    :math:`g_z = \bar y - x\sum_k\bar y_k`, :math:`\partial\ell = g_z/\lambda` and
+    :math:`\partial\lambda = -\sum_k (g_z/\lambda)_k y_k + g_{lp}(n-1)/\lambda`
+    (the log-density's total derivative: it is :math:`(n-1)/\lambda` in :math:`\lambda`, zero in
+    :math:`\ell`, because :math:`\log\kappa` of the sample depends on the noise only).
     """
 
     @staticmethod
-    def forward(ctx, logits: Tensor, lam: Tensor, e: Tensor):  # noqa: D102
-        n = e.shape[-1]
-        log_sum_e = e.sum(-1).log_()
-        log_e = e.log_()
-        sum_log_e = log_e.sum(-1)
-        z = log_e.sub_(logits).div_(lam.neg())
-        y = torch.log_softmax(z, -1)
-        lam_b = lam.squeeze(-1)
-        lp = sum_log_e.sub_(log_sum_e, alpha=n).add_(lam_b.log().mul(n - 1) + math.lgamma(n))
-        ctx.save_for_backward(y, lam)
-        ctx.shapes = (logits.shape, lam.shape)
-        return y, lp
+    def forward(ctx, logits, lam, noise, scale, simplex, with_lp):  # noqa: D102
+        n = noise.shape[-1]
+        if with_lp:
+            log_sum_e = noise.sum(-1).log_()
+            log_e = noise.log_()
+            lp = log_e.sum(-1).sub_(log_sum_e, alpha=n)
+        else:
+            log_e = noise
+        z = log_e.sub_(logits)
+        z = z.div_(-scale) if lam is None else z.div_(lam.neg())
+        y = _log_softmax(z)
+        outs = [y]
+        x = None
+        if simplex:
+            x = y.exp()
+            outs = [x, y]
+        if with_lp:
+            log_lam = math.log(scale) if lam is None else lam.squeeze(-1).log()
+            lp = lp.add_(log_lam * (n - 1) + math.lgamma(n))
+            if simplex:
+                lp = lp.sub_(y.sum(-1))
+            outs.append(lp)
+        ctx.save_for_backward(y, x, lam)
+        ctx.info = (logits.shape, None if lam is None else lam.shape, scale, simplex, with_lp)
+        return tuple(outs) if len(outs) > 1 else outs[0]
 
     @staticmethod
-    def backward(ctx, grad_y: Tensor | None, grad_lp: Tensor | None):  # noqa: D102
-        y, lam = ctx.saved_tensors
-        logits_shape, lam_shape = ctx.shapes
+    def backward(ctx, *grads):  # noqa: D102
+        y, x, lam = ctx.saved_tensors
+        logits_shape, lam_shape, scale, simplex, with_lp = ctx.info
         n = y.shape[-1]
-        gl = None if grad_y is None else _log_softmax_backward(grad_y, y).div_(lam)
-        grad_logits = glam = None
+        if simplex:
+            gx, gy = grads[0], grads[1]
+        else:
+            gx, gy = None, grads[0]
+        glp = grads[-1] if with_lp else None
+        bar = gy
+        if gx is not None:
+            bar = gx * x if bar is None else torch.addcmul(bar, gx, x)
+        if glp is not None and simplex:
+            bar = -glp.unsqueeze(-1).expand_as(y) if bar is None else bar - glp.unsqueeze(-1)
+        gl = None
+        if bar is not None:
+            gl = _log_softmax_backward(bar, y)
+            gl = gl.div_(scale) if lam is None else gl.div_(lam)
+        grad_logits = grad_lam = None
         if ctx.needs_input_grad[0]:
             grad_logits = torch.zeros_like(y) if gl is None else gl
             grad_logits = grad_logits.sum_to_size(logits_shape)
-        if ctx.needs_input_grad[1]:
-            glam = torch.zeros(y.shape[:-1] + (1,), dtype=y.dtype, device=y.device)
+        if lam is not None and ctx.needs_input_grad[1]:
+            grad_lam = torch.zeros(y.shape[:-1] + (1,), dtype=y.dtype, device=y.device)
             if gl is not None:
-                glam = glam - (gl * y).sum(-1, keepdim=True)
-            if grad_lp is not None:
-                glam = glam + grad_lp.unsqueeze(-1) * ((n - 1) / lam)
-            glam = glam.sum_to_size(lam_shape)
-        return grad_logits, glam, None
+                # sum_k g_z,k z_k = sum_k g_z,k y_k because sum_k g_z,k = 0.
+                grad_lam = grad_lam - (gl * y).sum(-1, keepdim=True)
+            if glp is not None:
+                grad_lam = grad_lam + glp.unsqueeze(-1) * ((n - 1) / lam)
+            grad_lam = grad_lam.sum_to_size(lam_shape)
+        return grad_logits, grad_lam, None, None, None, None
 
 
-class _RelaxedSoftmax(Function):
-    """x = softmax((logits - log E) / lam) over the last dim, computed in the E buffer."""
+def _concrete_sample(
+    logits: Tensor,
+    temperature: Tensor | float,
+    shape: torch.Size,
+    *,
+    simplex: bool,
+    with_lp: bool,
+    generator: torch.Generator | None = None,
+):
+    """Draw noise and run :class:`_ConcreteSampler` (last dim = classes).
 
-    @staticmethod
-    def forward(ctx, logits: Tensor, lam: Tensor, log_e: Tensor) -> Tensor:  # noqa: D102
-        z = log_e.sub_(logits).div_(lam.neg())
-        x = torch.softmax(z, -1)
-        ctx.save_for_backward(x, z, lam)
-        ctx.shapes = (logits.shape, lam.shape)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad_x: Tensor):  # noqa: D102
-        x, z, lam = ctx.saved_tensors
-        logits_shape, lam_shape = ctx.shapes
-        gl = _softmax_backward(grad_x, x).div_(lam)
-        glam = None
-        if ctx.needs_input_grad[1]:
-            glam = (gl * z).sum(-1, keepdim=True).neg_().sum_to_size(lam_shape)
-        grad_logits = gl.sum_to_size(logits_shape) if ctx.needs_input_grad[0] else None
-        return grad_logits, glam, None
+    ``temperature``: a Python float (no gradient) or a Tensor broadcastable to ``shape[:-1]``.
+    Returns ``y``; ``(x, y)`` if ``simplex``; with the log-density appended if ``with_lp``.
+    """
+    dtype = logits.dtype
+    if with_lp:
+        noise = sample_exponential(shape, dtype=dtype, device=logits.device, generator=generator)
+    else:
+        noise = _log_exponential(shape, dtype=dtype, device=logits.device, generator=generator)
+    if isinstance(temperature, Tensor):
+        lam = temperature.unsqueeze(-1) if temperature.dim() > 0 else temperature.reshape(1)
+        out = _ConcreteSampler.apply(logits, lam, noise, None, simplex, with_lp)
+    else:
+        out = _ConcreteSampler.apply(logits, None, noise, float(temperature), simplex, with_lp)
+    if noise.dtype != dtype:  # half types: computed in float32, returned in the input dtype
+        out = tuple(o.to(dtype) for o in out) if isinstance(out, tuple) else out.to(dtype)
+    return out
 
 
 class _StraightThrough(Function):
@@ -209,13 +233,6 @@ class _StraightThrough(Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: D102
         return grad, None
-
-
-def _noise_log_e(
-    shape: torch.Size, dtype: torch.dtype, device: torch.device, generator: torch.Generator | None
-) -> Tensor:
-    """log E with E ~ Exp(1) clamped at tiny: minus a standard Gumbel draw, finite."""
-    return sample_exponential(shape, dtype=dtype, device=device, generator=generator).log_()
 
 
 def gumbel_softmax(
@@ -276,9 +293,12 @@ def gumbel_softmax(
                 f"temperature of shape {tuple(lam.shape)} must broadcast to the batch shape "
                 f"{tuple(batch_shape)} (logits.shape without dim={dim}), got temperature={lam}"
             )
-    lam_e = lam.unsqueeze(-1) if lam.dim() > 0 else lam.reshape(1)
-    log_e = _noise_log_e(moved.shape, moved.dtype, moved.device, generator)
-    soft = _RelaxedSoftmax.apply(moved, lam_e, log_e)
+    temp: Tensor | float = lam
+    if not isinstance(temperature, Tensor):
+        temp = float(temperature)
+    soft = _concrete_sample(
+        moved, temp, moved.shape, simplex=True, with_lp=False, generator=generator
+    )[0]
     if hard:
         index = soft.detach().argmax(-1, keepdim=True)
         one_hot = torch.zeros_like(soft, memory_format=torch.contiguous_format)
