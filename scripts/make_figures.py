@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from concrete.diagrams import gumbel_max_graph, gumbel_softmax_graph  # noqa: E402
+from concrete.plots import concrete_density_figure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DPI = 150
@@ -36,6 +37,7 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "gumbel_max_graph": gumbel_max_graph,
     "gumbel_softmax_graph": gumbel_softmax_graph,
     "gumbel_softmax_st_graph": lambda: gumbel_softmax_graph(hard=True),
+    "concrete_densities": concrete_density_figure,  # chapter 3, Maddison et al. Fig. 2
 }
 
 

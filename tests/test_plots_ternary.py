@@ -40,3 +40,18 @@ def test_scatter_rejects_points_off_simplex() -> None:
     with pytest.raises(ValueError, match="2-simplex"):
         ternary_scatter(np.ones((5, 3)), ax=ax)
     plt.close(fig)
+
+
+def test_concrete_density_figure_panels_and_bad_input() -> None:
+    from concrete.plots import concrete_density_figure
+
+    fig = concrete_density_figure(temperatures=(0.5, 2.0), resolution=12)
+    heatmaps = [a for a in fig.axes if a.collections and a.get_title().startswith("$\\lambda")]
+    assert len(heatmaps) == 2
+    values = np.asarray(heatmaps[1].collections[0].get_array())
+    assert values.shape == (144,) and np.all(values > 0)  # a density, evaluated in the interior
+    plt.close(fig)
+    with pytest.raises(ValueError, match="alpha"):
+        concrete_density_figure(alpha=(1.0, -1.0, 2.0))
+    with pytest.raises(ValueError, match="temperature"):
+        concrete_density_figure(temperatures=(0.0,))

@@ -4,7 +4,8 @@ Each helper draws on a matplotlib ``Axes`` it is given (or a new one) and return
 so chapters keep control of layout, titles and saving.
 
 Ternary plots (the 2-simplex as an equilateral triangle, see :mod:`concrete.simplex`):
-:func:`ternary_axes`, :func:`ternary_heatmap`, :func:`ternary_scatter`.
+:func:`ternary_axes`, :func:`ternary_heatmap`, :func:`ternary_scatter`, and the Concrete paper's
+figure :func:`concrete_density_figure` (``scripts/make_figures.py`` writes it to ``figures/``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
 from matplotlib.tri import Triangulation
 
 from concrete.simplex import TRIANGLE_VERTICES, barycentric_to_cartesian, triangular_grid
@@ -96,7 +98,7 @@ def ternary_heatmap(
     tri = Triangulation(xy[:, 0], xy[:, 1], grid.triangles)
     norm = LogNorm(vmin=vmin, vmax=vmax) if log_scale else Normalize(vmin=vmin, vmax=vmax)
     pc = ax.tripcolor(
-        tri, facecolors=vals, cmap=cmap, norm=norm, shading="flat", edgecolors="face", linewidth=0.1
+        tri, facecolors=vals, cmap=cmap, norm=norm, shading="flat", linewidth=0, antialiased=False
     )
     if colorbar:
         ax.figure.colorbar(pc, ax=ax, shrink=0.7, pad=0.02)
@@ -123,3 +125,69 @@ def ternary_scatter(
     kw.update(scatter_kwargs)
     ax.scatter(xy[:, 0], xy[:, 1], **kw)
     return ax
+
+
+def concrete_density_figure(
+    alpha: Sequence[float] = (2.0, 0.5, 1.0),
+    temperatures: Sequence[float] = (0.5, 1.0, 2.0),
+    resolution: int = 90,
+    decades: float = 4.0,
+) -> Figure:
+    r"""The figure of Maddison et al. (2017, Fig. 2): a discrete law and its Concrete densities.
+
+    Left panel: the discrete distribution :math:`\pi_k = \alpha_k / \sum_i \alpha_i` (the
+    :math:`\lambda \to 0` limit) as bars at the vertices of the 2-simplex. Then one ternary
+    heatmap per temperature of :math:`p_{\alpha,\lambda}(x) = 2\lambda^2 \prod_k \alpha_k
+    x_k^{-\lambda-1} / (\sum_i \alpha_i x_i^{-\lambda})^3` on a log colour scale spanning
+    ``decades`` decades below the panel's largest value.
+
+    Args:
+        alpha: three positive locations.
+        temperatures: positive temperatures, one panel each.
+        resolution: edge subdivisions of the heatmap grid (``resolution²`` cells).
+        decades: colour range (> 0).
+
+    Returns:
+        The matplotlib ``Figure`` (``1 + len(temperatures)`` panels).
+
+    Raises ``ValueError`` for a bad ``alpha``, temperature or ``decades``.
+    """
+    from concrete.distributions import Concrete  # local import: plots must not need it at load
+
+    a = torch.as_tensor(alpha, dtype=torch.float64)
+    if a.shape != (3,) or not bool((a > 0).all()) or not bool(torch.isfinite(a).all()):
+        raise ValueError(f"alpha must be three positive finite numbers, got alpha={alpha!r}")
+    if not decades > 0:
+        raise ValueError(f"decades must be positive, got decades={decades!r}")
+    pi = (a / a.sum()).tolist()
+    fig, axes = plt.subplots(
+        1,
+        1 + len(temperatures),
+        figsize=(3.25 * (1 + len(temperatures)), 3.4),
+        gridspec_kw={"width_ratios": [0.8] + [1.0] * len(temperatures)},  # colour bars: wider
+    )
+    ax = ternary_axes(axes[0])
+    for (vx, vy), p_k in zip(TRIANGLE_VERTICES, pi, strict=True):
+        height = 0.15 * p_k / max(pi)
+        ax.add_patch(plt.Rectangle((vx - 0.025, vy), 0.05, height, color="C3", zorder=4))
+        ax.text(vx, vy + height + 0.04, f"{p_k:.2f}", ha="center", va="center", fontsize=9)
+    ax.set_title(r"discrete ($\lambda \to 0$)")
+    centroids = torch.from_numpy(triangular_grid(resolution).centroids)
+    for ax, lam in zip(axes[1:], temperatures, strict=True):
+        dist = Concrete(float(lam), logits=a.log())  # validates the temperature
+        values = dist.log_prob(centroids).exp()
+        vmax = values.max().item()
+        ternary_heatmap(
+            values,
+            ax=ax,
+            resolution=resolution,
+            log_scale=True,
+            cmap="magma",
+            vmin=vmax / 10**decades,
+            vmax=vmax,
+        )
+        ax.set_title(rf"$\lambda = {float(lam):g}$")
+    for ax in axes:
+        ax.set_ylim(-0.1, 1.1)  # same scale in every panel (room for the bars)
+    fig.tight_layout()
+    return fig
