@@ -1,0 +1,211 @@
+"""MNIST for the categorical VAE: loading, dynamic binarization, a fixed binarized test set.
+
+Two binarizations are used, as in the papers (Maddison et al. 2017; Jang et al. 2017):
+
+* **training** uses *dynamic* binarization: every time a batch is drawn, each grey level
+  ``g ∈ [0, 1]`` becomes a fresh Bernoulli draw ``x ~ Bernoulli(g)``
+  (:class:`DynamicBinarize`, a per-batch transform), so the model never sees the same
+  binary image twice and overfits less;
+* **evaluation** uses a *fixed* binarized test set (:func:`load_binarized_test`): the
+  Larochelle & Murray (2011) binarization of Salakhutdinov & Murray (2008), which the papers'
+  tables use, when ``<data dir>/binarized_mnist/binarized_mnist_larochelle.npz`` is present;
+  otherwise one seeded Bernoulli draw of torchvision's test images. The returned
+  :class:`BinarizedTestSet` says which one was used: numbers on the two are close but not
+  identical.
+
+The data directory is, in this order: an explicit ``root`` argument, ``$CONCRETE_DATA``,
+``~/.cache/concrete/data`` (:func:`data_dir`). torchvision's files live in
+``<data dir>/MNIST/raw/``; with them present nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DATA_ENV",
+    "LAROCHELLE_FILE",
+    "BinarizedTestSet",
+    "DynamicBinarize",
+    "data_dir",
+    "dynamic_binarize",
+    "load_binarized_test",
+    "load_mnist",
+]
+
+DATA_ENV = "CONCRETE_DATA"
+#: Path of the fixed binarization, relative to the data directory.
+LAROCHELLE_FILE = Path("binarized_mnist") / "binarized_mnist_larochelle.npz"
+_MNIST_RAW = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def data_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory: ``root``, else ``$CONCRETE_DATA``, else ``~/.cache/concrete/data``.
+
+    The directory is not created here (torchvision creates it when it downloads).
+    """
+    if root is not None:
+        if str(root).strip() == "":
+            raise ValueError(f"root must be a non-empty path, got {root!r}")
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "concrete" / "data"
+
+
+def _missing_data_message(root: Path, err: BaseException) -> str:
+    raw = root / "MNIST" / "raw"
+    return (
+        f"MNIST is not available under {root} and could not be downloaded ({err}). "
+        f"Put the four uncompressed files {', '.join(_MNIST_RAW)} into {raw} "
+        f"(or set ${DATA_ENV} to a directory whose MNIST/raw/ holds them); optionally add "
+        f"the fixed binarization as {root / LAROCHELLE_FILE}."
+    )
+
+
+def load_mnist(
+    train: bool = True,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST grey levels and labels as flat tensors, via ``torchvision.datasets.MNIST``.
+
+    Returns ``(images, labels)``: ``images`` float32 of shape ``(n, 784)`` with values
+    ``g = pixel / 255 ∈ [0, 1]`` (row-major 28×28), ``labels`` int64 of shape ``(n,)``;
+    ``n = 60000`` for ``train=True``, ``10000`` otherwise.
+
+    With the files present under ``<data dir>/MNIST/raw`` nothing is downloaded. When they are
+    missing and cannot be downloaded (offline) a ``RuntimeError`` says where to put them.
+    """
+    from torchvision.datasets import MNIST
+
+    if not isinstance(train, bool):
+        raise ValueError(f"train must be a bool, got {train!r}")
+    root_path = data_dir(root)
+    try:
+        ds = MNIST(root=str(root_path), train=train, download=download)
+    except Exception as err:  # torchvision raises RuntimeError / URLError / OSError offline
+        raise RuntimeError(_missing_data_message(root_path, err)) from err
+    images = ds.data.reshape(len(ds.data), -1).to(torch.float32).div_(255.0)
+    return images, ds.targets.to(torch.int64)
+
+
+def dynamic_binarize(
+    images: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One Bernoulli draw per pixel: ``x_ij ~ Bernoulli(g_ij)``.
+
+    ``images``: grey levels in ``[0, 1]``, any shape; returns a float tensor of the same shape,
+    dtype and device with values in ``{0, 1}``. ``generator`` (on the images' device) makes the
+    draw reproducible; otherwise torch's global RNG is used.
+    """
+    if not torch.is_floating_point(images):
+        raise ValueError(
+            f"images must be a floating-point tensor of grey levels, got dtype {images.dtype}"
+        )
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(
+            f"images must hold grey levels in [0, 1], got range "
+            f"[{images.min().item():.4g}, {images.max().item():.4g}]"
+        )
+    return torch.bernoulli(images, generator=generator)
+
+
+class DynamicBinarize:
+    """Per-batch transform for training: ``x ↦ Bernoulli(x)``, fresh noise at every call.
+
+    Applies to a tensor batch, or to the first element of a ``(images, labels, ...)`` tuple or
+    list batch (the rest passes through unchanged), so it can be given as the per-batch
+    transform of a training loop. ``images``: ``(B, 784)`` grey levels in ``[0, 1]``.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.generator = generator
+
+    def __call__(self, batch):  # noqa: ANN001, ANN204 - tensor or tuple/list batch
+        if isinstance(batch, torch.Tensor):
+            return dynamic_binarize(batch, self.generator)
+        if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+            out = [dynamic_binarize(batch[0], self.generator), *batch[1:]]
+            return type(batch)(out) if isinstance(batch, tuple) else out
+        raise ValueError(
+            f"batch must be a tensor or a (images, ...) tuple/list, got {type(batch).__name__}"
+        )
+
+    def __repr__(self) -> str:
+        return "DynamicBinarize()"
+
+
+@dataclass(frozen=True)
+class BinarizedTestSet:
+    """A fixed binarized MNIST test set.
+
+    ``images``: float32 ``(10000, 784)`` with values in ``{0, 1}``; ``labels``: int64 ``(10000,)``
+    or ``None`` (Larochelle's file has no labels); ``source``: ``"larochelle"`` or
+    ``"seeded"``; ``description``: one line for a reader (what was used, and from where).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    source: str
+    description: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def load_binarized_test(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    seed: int = 0,
+    prefer_larochelle: bool = True,
+    download: bool = True,
+) -> BinarizedTestSet:
+    """The fixed binarized test set used for every reported number.
+
+    If ``prefer_larochelle`` and ``<data dir>/binarized_mnist/binarized_mnist_larochelle.npz``
+    exists, its ``test`` array (10000 × 784, uint8 in {0, 1}) is returned
+    (``source="larochelle"``). Otherwise torchvision's test images are binarized once with
+    ``x ~ Bernoulli(g)`` under a generator seeded with ``seed`` (``source="seeded"``): the same
+    seed gives the same test set on every machine.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    root_path = data_dir(root)
+    path = root_path / LAROCHELLE_FILE
+    if prefer_larochelle and path.is_file():
+        with np.load(path) as npz:
+            if "test" not in npz.files:
+                raise ValueError(f"{path} has no 'test' array (arrays: {npz.files})")
+            test = npz["test"]
+        if test.ndim != 2 or test.shape[1] != 784 or test.max(initial=0) > 1:
+            raise ValueError(f"{path}: 'test' must be (n, 784) in {{0, 1}}, got {test.shape}")
+        images = torch.from_numpy(test.astype(np.float32))
+        return BinarizedTestSet(
+            images,
+            None,
+            "larochelle",
+            f"Larochelle & Murray's fixed binarization ({len(images)} images, {path})",
+        )
+    grey, labels = load_mnist(train=False, root=root_path, download=download)
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.bernoulli(grey, generator=gen)
+    return BinarizedTestSet(
+        images,
+        labels,
+        "seeded",
+        f"torchvision's MNIST test images binarized once with seed {seed} "
+        f"({len(images)} images; {path} not found)",
+    )

@@ -1,0 +1,124 @@
+"""Tests for concrete.mnist: data directory, loading, dynamic and fixed binarization."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from concrete.mnist import (
+    DATA_ENV,
+    LAROCHELLE_FILE,
+    DynamicBinarize,
+    data_dir,
+    dynamic_binarize,
+    load_binarized_test,
+    load_mnist,
+)
+
+DATA = data_dir()
+HAVE_MNIST = (DATA / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+HAVE_LAROCHELLE = (DATA / LAROCHELLE_FILE).is_file()
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST files not under {DATA}")
+
+
+def test_data_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "env"))
+    assert data_dir(tmp_path / "arg") == tmp_path / "arg"  # argument wins
+    assert data_dir() == tmp_path / "env"                  # then the variable
+    monkeypatch.delenv(DATA_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_dir() == tmp_path / "home" / ".cache" / "concrete" / "data"
+    with pytest.raises(ValueError, match="root"):
+        data_dir("")
+
+
+def test_missing_files_offline_say_where_to_put_them(tmp_path):
+    with pytest.raises(RuntimeError) as info:
+        load_mnist(train=False, root=tmp_path, download=False)
+    msg = str(info.value)
+    assert str(tmp_path / "MNIST" / "raw") in msg and "train-images-idx3-ubyte" in msg
+    with pytest.raises(RuntimeError, match="MNIST/raw"):
+        load_binarized_test(tmp_path, download=False)
+
+
+def test_dynamic_binarize_is_bernoulli_of_the_grey_level():
+    gen = torch.Generator().manual_seed(0)
+    grey = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0]).repeat(40_000, 1)
+    x = dynamic_binarize(grey, gen)
+    assert x.shape == grey.shape and x.dtype == grey.dtype
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    assert x[:, 0].sum() == 0 and x[:, 4].sum() == len(x)
+    # each column's frequency within 5 standard errors of its probability (p ≈ 6e-7 each)
+    freq = x.mean(0)
+    se = (grey[0] * (1 - grey[0]) / len(x)).sqrt()
+    assert ((freq - grey[0]).abs() <= 5 * se + 1e-12).all(), freq
+    # fresh noise at each call, reproducible with a seeded generator
+    assert not torch.equal(dynamic_binarize(grey), dynamic_binarize(grey))
+    a = dynamic_binarize(grey, torch.Generator().manual_seed(3))
+    assert torch.equal(a, dynamic_binarize(grey, torch.Generator().manual_seed(3)))
+
+
+def test_dynamic_binarize_rejects_bad_input():
+    with pytest.raises(ValueError, match="grey levels"):
+        dynamic_binarize(torch.tensor([0.5, 1.5]))
+    with pytest.raises(ValueError, match="dtype"):
+        dynamic_binarize(torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="batch"):
+        DynamicBinarize()("not a batch")
+
+
+def test_dynamic_binarize_transform_on_batches():
+    t = DynamicBinarize(torch.Generator().manual_seed(1))
+    grey = torch.full((8, 784), 0.5)
+    labels = torch.arange(8)
+    xb, yb = t((grey, labels))
+    assert set(xb.unique().tolist()) == {0.0, 1.0} and torch.equal(yb, labels)
+    out = t([grey, labels])
+    assert isinstance(out, list) and out[1] is labels
+    assert t(grey).shape == grey.shape
+
+
+@needs_mnist
+def test_load_mnist_shapes_and_range():
+    images, labels = load_mnist(train=False)
+    assert images.shape == (10_000, 784) and images.dtype == torch.float32
+    assert labels.shape == (10_000,) and labels.dtype == torch.int64
+    assert images.min() == 0 and images.max() == 1
+    assert sorted(labels.unique().tolist()) == list(range(10))
+    # a digit's mean grey level is about 0.13 (the published MNIST mean is 0.1307 for train)
+    assert abs(images.mean().item() - 0.133) < 0.01
+    with pytest.raises(ValueError, match="train"):
+        load_mnist(train="yes")
+
+
+@needs_mnist
+def test_seeded_test_set_is_fixed_and_binary(tmp_path):
+    (tmp_path / "MNIST").symlink_to(DATA / "MNIST")  # MNIST present, no Larochelle file
+    a = load_binarized_test(tmp_path, seed=0)
+    b = load_binarized_test(tmp_path, seed=0)
+    c = load_binarized_test(tmp_path, seed=1)
+    assert a.source == "seeded" and "seed 0" in a.description and len(a) == 10_000
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    assert set(a.images.unique().tolist()) == {0.0, 1.0}
+    grey, labels = load_mnist(train=False)
+    assert torch.equal(a.labels, labels)
+    # pixel frequency matches the grey levels: |mean diff| < 5 standard errors
+    diff = (a.images - grey).mean().item()
+    se = math.sqrt((grey * (1 - grey)).sum().item()) / grey.numel()
+    assert abs(diff) < 5 * se
+    with pytest.raises(ValueError, match="seed"):
+        load_binarized_test(tmp_path, seed=-1)
+
+
+@pytest.mark.skipif(not HAVE_LAROCHELLE, reason=f"no {LAROCHELLE_FILE} under {DATA}")
+def test_larochelle_test_set_is_used_when_present():
+    t = load_binarized_test()
+    assert t.source == "larochelle" and t.labels is None
+    assert t.images.shape == (10_000, 784) and t.images.dtype == torch.float32
+    assert set(t.images.unique().tolist()) == {0.0, 1.0}
+    assert "Larochelle" in t.description and Path(str(DATA)).name in t.description
+    if HAVE_MNIST:
+        assert load_binarized_test(prefer_larochelle=False).source == "seeded"
