@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"| {'chapter':<{width}} | seconds | status |")
     print(f"|{'-' * (width + 2)}|--------:|--------|")
     for rel, seconds, status in rows:
-        print(f"| {rel:<{width}} | {seconds:7.1f} | {status} |")
+        print(f"| {rel:<{width}} | {seconds:7.1f} | {status:<6} |")
     total = sum(r[1] for r in rows)
     print(f"| {'total':<{width}} | {total:7.1f} |        |")
     return 0 if all(r[2] == "ok" for r in rows) else 1

@@ -8,6 +8,7 @@ notebooks below, so a check that silently passes everything would be caught.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -32,6 +33,14 @@ INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
 MATH_RE = re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$", re.DOTALL)
 HEADING_LABEL_RE = re.compile(r"^#\s+\S.*\{[^}]*#(sec-[A-Za-z0-9_-]+)[^}]*\}\s*$")
 IMAGE_RE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
+#: The book's plan: chapter number → the section label of its title (issue 3).
+PLANNED_CHAPTERS = {
+    "01": "sec-gumbel-max",
+    "02": "sec-gumbel-softmax",
+    "03": "sec-concrete",
+    "04": "sec-discrete-vae",
+    "05": "sec-mnist-vae",
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -292,14 +301,52 @@ def test_chapter_images_exist(path):
 
 
 # ------------------------------------------------------------ book-wide references
+def pending_chapter_labels(existing: list[Path]) -> set[str]:
+    """Planned chapter labels whose notebook (chapters/NN_*.ipynb) does not exist yet."""
+    present = {p.name[:2] for p in existing}
+    return {label for nn, label in PLANNED_CHAPTERS.items() if nn not in present}
+
+
+def unresolved_refs(texts: dict[str, str], labels: set[str], pending: set[str]):
+    """(missing, waiting): references with no label, and those waiting for a planned chapter."""
+    missing, waiting = {}, {}
+    for name, text in texts.items():
+        unknown = cross_refs(text) - labels
+        if unknown - pending:
+            missing[name] = sorted(unknown - pending)
+        if unknown & pending:
+            waiting[name] = sorted(unknown & pending)
+    return missing, waiting
+
+
 def test_every_cross_reference_has_a_label():
-    labels = set(all_labels())
-    missing = {
-        name: sorted(cross_refs(text) - labels)
-        for name, text in book_texts().items()
-        if cross_refs(text) - labels
-    }
+    """Every @fig-/@eq-/@sec-/@tbl- reference resolves to a label in the book.
+
+    While the book is being written, a reference to a *planned* chapter
+    (``PLANNED_CHAPTERS``) whose notebook does not exist yet is reported as a warning, not
+    a failure; once all planned chapters exist the check is fully strict.
+    """
+    missing, waiting = unresolved_refs(
+        book_texts(), set(all_labels()), pending_chapter_labels(CHAPTERS)
+    )
     assert missing == {}, f"@references without a matching label: {missing}"
+    if waiting:
+        warnings.warn(
+            f"references to chapters not written yet (render as ?@sec-... until then): {waiting}",
+            stacklevel=1,
+        )
+
+
+def test_unresolved_refs_is_strict_once_chapters_exist():
+    texts = {"a.ipynb": "See @sec-gumbel-softmax and @fig-nowhere and @eq-here."}
+    labels = {"eq-here"}
+    missing, waiting = unresolved_refs(texts, labels, {"sec-gumbel-softmax"})
+    assert missing == {"a.ipynb": ["fig-nowhere"]}
+    assert waiting == {"a.ipynb": ["sec-gumbel-softmax"]}
+    all_written = [Path(f"{nn}_x.ipynb") for nn in PLANNED_CHAPTERS]
+    assert pending_chapter_labels(all_written) == set()
+    missing, waiting = unresolved_refs(texts, labels, pending_chapter_labels(all_written))
+    assert missing == {"a.ipynb": ["fig-nowhere", "sec-gumbel-softmax"]} and waiting == {}
 
 
 def test_labels_are_unique():
@@ -318,20 +365,13 @@ def test_every_citation_is_in_references_bib():
     assert missing == {}, f"citations not in references.bib: {missing}"
 
 
-def test_chapter_section_labels_match_the_preface_plan():
+def test_chapter_section_labels_match_the_plan():
     """Chapters that exist carry the section label the book's plan gives them."""
-    plan = {
-        "01": "sec-gumbel-max",
-        "02": "sec-gumbel-softmax",
-        "03": "sec-concrete",
-        "04": "sec-discrete-vae",
-        "05": "sec-mnist-vae",
-    }
     for p in CHAPTERS:
         first = read_nb(p).cells[0].source.strip().splitlines()[0]
         m = HEADING_LABEL_RE.match(first)
-        if p.name[:2] in plan:
-            assert m is not None and m.group(1) == plan[p.name[:2]], (p.name, first)
+        if p.name[:2] in PLANNED_CHAPTERS:
+            assert m is not None and m.group(1) == PLANNED_CHAPTERS[p.name[:2]], (p.name, first)
 
 
 # ------------------------------------------------- the checkers catch what they should
