@@ -262,3 +262,34 @@ def test_close_shows_the_figure_only_inside_a_kernel(monkeypatch):
 def test_module_documents_the_switch():
     assert HEADLESS_ENV in (mon.__doc__ or "")
     assert HEADLESS_ENV in (is_headless.__doc__ or "")
+
+
+def test_in_a_headless_kernel_a_training_loop_leaves_a_log_and_one_figure(monkeypatch, tmp_path):
+    """End to end in a real Jupyter kernel (as nbval and make execute run it)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    source = (
+        "from concrete.monitor import TrainingMonitor\n"
+        "m = TrainingMonitor({'loss': ['loss', 'val_loss']}, total_epochs=3)\n"
+        "for epoch in range(1, 4):\n"
+        "    for _ in m.progress(range(10)):\n"
+        "        pass\n"
+        "    m.update(epoch, {'loss': 1 / epoch, 'val_loss': 2 / epoch})\n"
+        "fig = m.close()"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = nb.cells[0].outputs
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert text.splitlines() == [
+        "epoch 1/3 | loss 1.0000 | val_loss 2.0000",
+        "epoch 2/3 | loss 0.5000 | val_loss 1.0000",
+        "epoch 3/3 | loss 0.3333 | val_loss 0.6667",
+    ]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1, [o.output_type for o in outputs]
+    assert not any("widget" in mime for o in outputs for mime in o.get("data", {}))
