@@ -49,7 +49,7 @@ test: install
 # tests/conftest.py, which nbval's comparison rules live in).
 nbval: export CONCRETE_HEADLESS := 1
 nbval: install
-	chapters="$${NB:-$$($(PY) scripts/execute_chapters.py --list)}" && \
+	chapters="$(if $(NB),$(NB),$$($(PY) scripts/execute_chapters.py --list))" && \
 	$(PY) -m pytest tests/test_book.py $$chapters $(NBVAL_FLAGS)
 
 # Re-execute chapters in place (all listed, or NB=...) and print seconds per chapter.
