@@ -70,6 +70,9 @@ book: install
 	  exit 1; \
 	fi
 	QUARTO_PYTHON="$(abspath $(PY))" $(QUARTO) render
+	@# each chapter page links to its notebook; make sure it sits next to the page
+	@for nb in $$($(PY) scripts/execute_chapters.py --list); do \
+	  mkdir -p _book/$$(dirname $$nb) && cp -p $$nb _book/$$nb; done
 	@echo "The book is in _book/index.html"
 
 figures: install
