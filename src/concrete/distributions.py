@@ -156,7 +156,7 @@ def _describe(value: object) -> str:
 def _show_bad(value: Tensor, bad: Tensor) -> str:
     """The first few offending entries of ``value`` (``bad`` is a mask)."""
     entries = value.detach()[bad]
-    return f"{entries[:8].tolist()}" + (" ..." if entries.numel() > 8 else "")
+    return f"{entries[:8]}" + (" ..." if entries.numel() > 8 else "")
 
 
 def _exactly_one(probs: object, logits: object) -> tuple[str, object]:
@@ -797,6 +797,22 @@ class BinaryConcrete(_BinaryBase):
     """
 
     support = unit_interval
+
+    @property
+    def mean(self) -> Tensor:
+        """No closed form: raises ``NotImplementedError`` (estimate by Monte Carlo)."""
+        raise NotImplementedError(
+            "BinaryConcrete has no closed-form mean; estimate it by Monte Carlo, "
+            "e.g. dist.sample((10000,)).mean(0)"
+        )
+
+    @property
+    def variance(self) -> Tensor:
+        """No closed form: raises ``NotImplementedError`` (estimate by Monte Carlo)."""
+        raise NotImplementedError(
+            "BinaryConcrete has no closed-form variance; estimate it by Monte Carlo, "
+            "e.g. dist.sample((10000,)).var(0)"
+        )
 
     @property
     def logit_binary_concrete(self) -> LogitBinaryConcrete:
