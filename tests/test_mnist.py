@@ -14,8 +14,11 @@ from concrete.mnist import (
     DynamicBinarize,
     data_dir,
     dynamic_binarize,
+    exp_anneal,
+    exp_lr_decay,
     load_binarized_test,
     load_mnist,
+    mnist_vae,
 )
 
 DATA = data_dir()
@@ -122,3 +125,60 @@ def test_larochelle_test_set_is_used_when_present():
     assert "Larochelle" in t.description and Path(str(DATA)).name in t.description
     if HAVE_MNIST:
         assert load_binarized_test(prefer_larochelle=False).source == "seeded"
+
+
+def test_schedules():
+    tau = exp_anneal(3e-5, 0.5)
+    assert tau(0) == 1.0 and tau(10_000) == pytest.approx(math.exp(-0.3))
+    assert tau(10**6) == 0.5
+    assert exp_anneal(1e-3, 0.1, start=2.0)(0) == 2.0
+    f = exp_lr_decay(100, 0.1)
+    assert f(0) == 1.0 and f(50) == pytest.approx(0.1**0.5) and f(100) == pytest.approx(0.1)
+    assert f(500) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="minimum"):
+        exp_anneal(1e-3, 0.0)
+    with pytest.raises(ValueError, match="rate"):
+        exp_anneal(float("nan"))
+    with pytest.raises(ValueError, match="total_steps"):
+        exp_lr_decay(0)
+    with pytest.raises(ValueError, match="final_factor"):
+        exp_lr_decay(10, 0.0)
+
+
+def test_mnist_vae_architecture():
+    model = mnist_vae("concrete", posterior_temperature=0.5)
+    linears = [m for m in model.encoder if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 512), (512, 256),
+                                                                  (256, 200)]
+    linears = [m for m in model.decoder if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(200, 256), (256, 512),
+                                                                  (512, 784)]
+    assert model.likelihood == "bernoulli" and model.objective == "concrete"
+    assert model.posterior_temperature == 0.5
+    x = torch.bernoulli(torch.full((3, 784), 0.2))
+    assert model.encode(x).shape == (3, 20, 10)
+
+
+def test_fit_lr_schedule_is_applied_per_step():
+    from concrete.train import fit
+
+    x = torch.rand(40, 784)
+    seen: list[int] = []
+
+    def zero(step: int) -> float:
+        seen.append(step)
+        return 0.0
+
+    torch.manual_seed(0)
+    model = mnist_vae("gumbel_softmax", hidden=(8,))
+    before = [p.detach().clone() for p in model.parameters()]
+    fit(model, x, epochs=2, batch_size=10, seed=0, device="cpu", lr_schedule=zero,
+        transform=DynamicBinarize(), live=False, log=False)
+    assert seen == list(range(8))  # one call per step, global step count
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    fit(model, x, epochs=1, batch_size=10, seed=0, device="cpu", lr_schedule=lambda s: 1.0,
+        live=False, log=False)
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        fit(model, x, epochs=1, batch_size=10, device="cpu", lr_schedule=lambda s: float("nan"),
+            live=False, log=False)

@@ -20,6 +20,7 @@ The data directory is, in this order: an explicit ``root`` argument, ``$CONCRETE
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ __all__ = [
     "DATA_ENV",
     "LAROCHELLE_FILE",
     "BinarizedTestSet",
+    "exp_anneal",
+    "exp_lr_decay",
+    "mnist_vae",
     "DynamicBinarize",
     "data_dir",
     "dynamic_binarize",
@@ -209,3 +213,60 @@ def load_binarized_test(
         f"torchvision's MNIST test images binarized once with seed {seed} "
         f"({len(images)} images; {path} not found)",
     )
+
+
+# ------------------------------------------------------------------------ model and schedules
+def mnist_vae(objective: str = "gumbel_softmax", **kwargs: object):  # noqa: ANN201
+    """The chapter's categorical VAE (Jang et al. 2017): 20 latents × 10 classes, Bernoulli.
+
+    ``concrete.models.DiscreteVAE(784, n_latents=20, n_classes=10, hidden=(512, 256),
+    likelihood="bernoulli", objective=objective, **kwargs)``: encoder MLP 784-512-256-200,
+    decoder 200-256-512-784 (ReLU), decoder output = Bernoulli logits of the 784 pixels.
+    Keyword arguments override any of these (e.g. ``posterior_temperature``).
+    """
+    from concrete.models import DiscreteVAE
+
+    config: dict[str, object] = {
+        "n_latents": 20, "n_classes": 10, "hidden": (512, 256), "likelihood": "bernoulli",
+        "objective": objective,
+    }
+    config.update(kwargs)
+    return DiscreteVAE(784, **config)
+
+
+def exp_anneal(rate: float, minimum: float = 0.5, start: float = 1.0):  # noqa: ANN201
+    r"""Temperature schedule :math:`\tau_t = \max(\tau_{min}, \tau_0 e^{-r t})` (step ``t``).
+
+    Jang et al. (2017) use :math:`\tau_0 = 1`, :math:`r = 3\cdot10^{-5}`,
+    :math:`\tau_{min} = 0.5`. Returns a function ``step -> float`` for ``fit``.
+    """
+    for name, v in (("rate", rate), ("minimum", minimum), ("start", start)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {name}={v!r}")
+    if rate < 0 or minimum <= 0 or start <= 0:
+        raise ValueError(
+            f"need rate >= 0, minimum > 0, start > 0; got rate={rate!r}, minimum={minimum!r}, "
+            f"start={start!r}"
+        )
+
+    def schedule(step: int) -> float:
+        return max(minimum, start * math.exp(-rate * step))
+
+    return schedule
+
+
+def exp_lr_decay(total_steps: int, final_factor: float = 0.1):  # noqa: ANN201
+    r"""Learning-rate factor :math:`f_t = f_{end}^{\,t / T}`, from 1 at step 0 to ``final_factor``
+    at step ``T = total_steps`` (held after). A function ``step -> float`` for ``fit``'s
+    ``lr_schedule``.
+    """
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive int, got total_steps={total_steps!r}")
+    if not (isinstance(final_factor, (int, float)) and 0 < final_factor <= 1):
+        raise ValueError(f"final_factor must be in (0, 1], got final_factor={final_factor!r}")
+    log_f = math.log(final_factor)
+
+    def schedule(step: int) -> float:
+        return math.exp(log_f * min(step, total_steps) / total_steps)
+
+    return schedule

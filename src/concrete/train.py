@@ -165,6 +165,7 @@ def fit(
     seed: int = 0,
     device: torch.device | str | None = None,
     temperature_schedule: Callable[[int], float] | None = None,
+    lr_schedule: Callable[[int], float] | None = None,
     transform: Callable[[Tensor], Tensor] | None = None,
     loss_kwargs: Mapping[str, Any] | None = None,
     eval_data: object | None = None,
@@ -201,6 +202,8 @@ def fit(
         seed: seeds ``torch.manual_seed`` (model noise) and the shuffling generator.
         device: where to train (default :func:`concrete.get_device`).
         temperature_schedule: ``step -> temperature`` passed as ``temperature=`` to the loss.
+        lr_schedule: ``step -> factor``; the learning rate of step ``step`` is
+            ``lr * lr_schedule(step)`` (e.g. a decay); ``None`` keeps ``lr`` constant.
         transform: per-batch function applied to ``x`` on the device before the loss.
         loss_kwargs: extra keyword arguments of ``model.loss`` during training.
         eval_data, eval_kwargs, eval_batch_size: optional per-epoch evaluation.
@@ -286,6 +289,13 @@ def fit(
                 out = model.loss(xb, **kwargs)
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
+            if lr_schedule is not None:
+                factor = float(lr_schedule(step))
+                if not (0 <= factor < float("inf")):
+                    raise ValueError(f"lr_schedule({step}) must be a finite number >= 0, "
+                                     f"got {factor!r}")
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * factor
             optimizer.step()
             vals = torch.stack([v.detach().float() for v in out.values()])
             if buf is None:
