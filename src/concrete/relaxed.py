@@ -93,11 +93,19 @@ def validate_temperature(
 _FUSED_MIN_CLASSES = 16
 
 
-def _log_softmax(z: Tensor) -> Tensor:
-    """log_softmax over the last dim (fused kernel for n >= 16, composite below)."""
+def _log_softmax(z: Tensor, inplace: bool = False) -> Tensor:
+    """log_softmax over the last dim (fused kernel for n >= 16, composite below).
+
+    The composite form shifts by the maximum first, ``(z - m) - log sum exp(z - m)``, which
+    keeps full precision when ``|z|`` is huge (``z - logsumexp(z)`` would lose it).
+    ``inplace=True`` lets it overwrite ``z`` (only when ``z`` needs no gradient).
+    """
     if z.shape[-1] >= _FUSED_MIN_CLASSES:
         return torch.log_softmax(z, -1)
-    return z - z.logsumexp(-1, keepdim=True)
+    m = z.amax(-1, keepdim=True)
+    zs = z.sub_(m) if inplace else z - m
+    lse = zs.exp().sum(-1, keepdim=True).log_()
+    return zs.sub_(lse)
 
 
 def _log_softmax_backward(grad: Tensor, y: Tensor) -> Tensor:
@@ -144,7 +152,7 @@ class _ConcreteSampler(Function):
             log_e = noise
         z = log_e.sub_(logits)
         z = z.div_(-scale) if lam is None else z.div_(lam.neg())
-        y = _log_softmax(z)
+        y = _log_softmax(z, inplace=True)
         outs = [y]
         x = None
         if simplex:
