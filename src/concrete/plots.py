@@ -191,3 +191,80 @@ def concrete_density_figure(
         ax.set_ylim(-0.1, 1.1)  # same scale in every panel (room for the bars)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# image grids (VAE inputs, reconstructions, traversals; chapters 4 and 5)
+# --------------------------------------------------------------------------------------------
+
+
+def image_grid(
+    images: torch.Tensor | np.ndarray,
+    *,
+    image_shape: Sequence[int] | None = None,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    cell_size: float = 1.0,
+    title: str | None = None,
+    cmap: str = "gray",
+) -> Figure:
+    """Draw a grid of images, one per cell, and return the matplotlib ``Figure``.
+
+    Args:
+        images: ``(R, C, *image)`` where one image is ``(3, H, W)`` RGB, ``(1, H, W)`` or
+            ``(H, W)`` grey, or flat ``(D,)`` with ``image_shape`` given (e.g. ``(28, 28)``).
+            ``(N, *image)`` is drawn as one row. Values are clipped to ``[0, 1]`` (decoder
+            means of a Gaussian likelihood can leave that range).
+        image_shape: shape to reshape flat images to, ``(H, W)`` or ``(3, H, W)``.
+        row_labels: ``R`` labels written left of the rows.
+        col_labels: ``C`` labels written above the columns.
+        cell_size: inches per cell.
+        title: figure title.
+        cmap: colour map for grey images.
+
+    Raises:
+        ValueError: for a label list of the wrong length or images of an unknown layout.
+    """
+    arr = images.detach().cpu().float().numpy() if torch.is_tensor(images) else np.asarray(images)
+    if image_shape is not None:
+        arr = arr.reshape(*arr.shape[: arr.ndim - 1], *image_shape)
+    # decide where the image dimensions start: RGB/1-channel (3 dims) or grey (2 dims)
+    img_dims = 3 if arr.ndim >= 4 and arr.shape[-3] in (1, 3) else 2
+    if arr.ndim == img_dims + 1:
+        arr = arr[None]
+    if arr.ndim != img_dims + 2:
+        raise ValueError(
+            f"images must have shape (R, C, *image) or (N, *image), got {tuple(arr.shape)}"
+        )
+    n_rows, n_cols = arr.shape[:2]
+    if row_labels is not None and len(row_labels) != n_rows:
+        raise ValueError(f"row_labels must have {n_rows} entries, got {len(row_labels)}")
+    if col_labels is not None and len(col_labels) != n_cols:
+        raise ValueError(f"col_labels must have {n_cols} entries, got {len(col_labels)}")
+    arr = np.clip(arr, 0.0, 1.0)
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(cell_size * n_cols + 0.2, cell_size * n_rows + 0.2),
+        squeeze=False,
+    )
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            img = arr[r, c]
+            if img_dims == 3:
+                img = img.transpose(1, 2, 0)
+                img = img[..., 0] if img.shape[-1] == 1 else img
+            ax.imshow(img, cmap=cmap if img.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=9)
+            if r == 0 and col_labels is not None:
+                ax.set_title(col_labels[c], fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
