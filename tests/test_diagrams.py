@@ -191,21 +191,27 @@ def test_draw_graph_rejects_bad_specs() -> None:
 # ------------------------------------------------------------------------ make_figures.py
 
 
-def test_make_figures_writes_pngs(tmp_path, root) -> None:
+DIAGRAMS = ("gumbel_max_graph", "gumbel_softmax_graph", "gumbel_softmax_st_graph")
+
+
+def test_make_figures_writes_pngs_matching_the_committed_ones(tmp_path, root) -> None:
     from conftest import _load_script
 
     script = _load_script("make_figures")
-    paths = script.make_figures(tmp_path)
-    names = {p.name for p in paths}
-    assert {"gumbel_max_graph.png", "gumbel_softmax_graph.png"} <= names
+    paths = script.make_figures(tmp_path, DIAGRAMS)
+    assert [p.name for p in paths] == [f"{name}.png" for name in DIAGRAMS]
     for p in paths:
         img = plt.imread(p)
         assert img.ndim == 3 and img[..., :3].std() > 0.05
-    # deterministic output: the same bytes twice, and the committed files are up to date
+        # figures/ must be what the current code draws (run `make figures` after a change);
+        # compared by pixels, with a tolerance for font antialiasing between machines
+        committed = root / "figures" / p.name
+        assert committed.exists(), f"{committed} missing: run `make figures`"
+        ref = plt.imread(committed)
+        assert ref.shape == img.shape, f"{committed} is stale: run `make figures`"
+        assert np.abs(ref[..., :3] - img[..., :3]).mean() < 0.01, f"{committed} is stale"
+    # deterministic output: the same bytes twice
     again = script.make_figures(tmp_path / "again", ["gumbel_max_graph"])
     assert again[0].read_bytes() == (tmp_path / "gumbel_max_graph.png").read_bytes()
-    for name in ("gumbel_max_graph.png", "gumbel_softmax_graph.png"):
-        committed = root / "figures" / name
-        assert committed.exists(), f"{committed} missing: run `make figures`"
     with pytest.raises(ValueError, match="unknown names"):
         script.make_figures(tmp_path, ["no_such_figure"])
