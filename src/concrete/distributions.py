@@ -351,6 +351,7 @@ class _RelaxedCategoricalBase(Distribution):
         else:
             self._logits_raw = param
         self._scale = _python_scale(temperature)
+        self._temp_raw = lam  # un-expanded: cheaper broadcasting in the kernels
         self._cache: tuple[Tensor, int, Tensor] | None = None
         super().__init__(batch_shape, torch.Size((n,)), validate_args=False)
         self._validate_args = validate
@@ -374,7 +375,7 @@ class _RelaxedCategoricalBase(Distribution):
     @property
     def _temp(self) -> Tensor | float:
         """The temperature for computations: a Python float when given as a number."""
-        return self._scale if self._scale is not None else self.temperature
+        return self._scale if self._scale is not None else self._temp_raw
 
     def expand(self, batch_shape: _size, _instance: Distribution | None = None) -> Distribution:
         """Expand to a larger ``batch_shape`` (views, no copies); see ``Distribution.expand``."""
@@ -388,6 +389,7 @@ class _RelaxedCategoricalBase(Distribution):
         if "logits" in self.__dict__:
             new.logits = self.logits.expand(full)
         new._scale = self._scale
+        new._temp_raw = self._temp_raw
         new._cache = None
         Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
@@ -547,7 +549,7 @@ class Concrete(_RelaxedCategoricalBase):
     @property
     def exp_concrete(self) -> ExpConcrete:
         """The :class:`ExpConcrete` with the same parameters (the law of ``log x``)."""
-        d = ExpConcrete(self.temperature, logits=self._logits_raw, validate_args=False)
+        d = ExpConcrete(self._temp, logits=self._logits_raw, validate_args=False)
         d._validate_args = self._validate_args
         return d
 
@@ -638,6 +640,7 @@ class _BinaryBase(Distribution):
         else:
             self._logits_raw = param
         self._scale = _python_scale(temperature)
+        self._temp_raw = lam  # un-expanded: cheaper broadcasting in the kernels
         self._cache: tuple[Tensor, int, Tensor] | None = None
         super().__init__(batch_shape, torch.Size(), validate_args=False)
         self._validate_args = validate
@@ -668,6 +671,7 @@ class _BinaryBase(Distribution):
         if "logits" in self.__dict__:
             new.logits = self.logits.expand(batch_shape)
         new._scale = self._scale
+        new._temp_raw = self._temp_raw
         new._cache = None
         Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
@@ -681,12 +685,12 @@ class _BinaryBase(Distribution):
         noise = torch.logit(u).to(raw.dtype)  # Logistic(0, 1), finite: u in [tiny, 1 - 2^-24]
         if self._scale is not None:
             return noise.add_(raw).div_(self._scale)
-        return noise.add_(raw) / self.temperature
+        return noise.add_(raw) / self._temp_raw
 
     @property
     def _temp(self) -> Tensor | float:
         """The temperature for computations: a Python float when given as a number."""
-        return self._scale if self._scale is not None else self.temperature
+        return self._scale if self._scale is not None else self._temp_raw
 
     def _cached_log_sample(self, value: Tensor) -> Tensor | None:
         c = self._cache
@@ -817,7 +821,7 @@ class BinaryConcrete(_BinaryBase):
     @property
     def logit_binary_concrete(self) -> LogitBinaryConcrete:
         """The :class:`LogitBinaryConcrete` with the same parameters (the law of logit x)."""
-        d = LogitBinaryConcrete(self.temperature, logits=self._logits_raw, validate_args=False)
+        d = LogitBinaryConcrete(self._temp, logits=self._logits_raw, validate_args=False)
         d._validate_args = self._validate_args
         return d
 
