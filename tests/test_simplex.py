@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from concrete.simplex import (
@@ -183,3 +185,22 @@ def test_cell_probabilities_match_dirichlet_samples() -> None:
     wrong = cell_probabilities(lambda x: _dirichlet([0.6, 1.8, 2.5]).log_prob(x).exp(), r)
     _, p_wrong = stats.chisquare(counts, wrong / wrong.sum() * counts.sum())
     assert p_wrong < 1e-3
+
+
+# --- properties (hypothesis) -----------------------------------------------------------------
+
+_weights = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=3, max_size=3).filter(
+    lambda w: sum(w) > 1e-6
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(w=_weights, r=st.integers(1, 12))
+def test_any_simplex_point_round_trips_and_lands_in_its_cell(w: list[float], r: int) -> None:
+    x = np.asarray(w) / sum(w)
+    np.testing.assert_allclose(cartesian_to_barycentric(barycentric_to_cartesian(x)), x, atol=1e-12)
+    idx = int(triangle_cell_index(x[None], r)[0])
+    assert 0 <= idx < r * r
+    corners = triangular_grid(r).cell_corners()[idx]
+    local = np.linalg.solve(corners.T, x)  # barycentric coordinates inside the cell
+    assert local.min() > -1e-9
