@@ -215,3 +215,22 @@ def test_bad_input_shapes():
         m.loss(torch.zeros(2, 3, 8, 7))
     with pytest.raises(ValueError, match="reduction"):
         m.loss(torch.zeros(2, *SHAPE), reduction="max")
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+@pytest.mark.parametrize("cls", [GaussianVAE, DiscreteVAE])
+def test_data_mean_starts_the_decoder_at_the_mean(cls, likelihood, x):
+    mean = x.mean(0)
+    m = cls(SHAPE, hidden=(16,), likelihood=likelihood, data_mean=mean)
+    z = torch.rand(4, m._code_size)
+    out = m.decode(z)
+    expect = mean if likelihood == "gaussian" else mean.clamp(1e-3, 1 - 1e-3)
+    torch.testing.assert_close(out, expect.expand(4, *SHAPE))
+    # at the start the reconstruction gradient does not reach the code (constant decoder)
+    z.requires_grad_(True)
+    m.log_likelihood(x[:4], m.decoder_params(z)).sum().backward()
+    assert float(z.grad.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="data_mean"):
+        cls(SHAPE, data_mean=torch.zeros(5))
+    with pytest.raises(ValueError, match="data_mean"):
+        cls(SHAPE, data_mean=torch.full(SHAPE, float("nan")))

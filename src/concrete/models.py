@@ -165,6 +165,35 @@ class _VAEBase(nn.Module):
         """Mean of :math:`p(x\\mid z)` from decoder parameters (identity / sigmoid)."""
         return params if self.likelihood == "gaussian" else torch.sigmoid(params)
 
+    def init_decoder_output(self, data_mean: Tensor) -> None:
+        r"""Start the decoder as the constant function :math:`\hat x(z) = ar x`.
+
+        The output layer's weights become zero and its bias the data mean :math:`ar x`
+        (Gaussian) or its logit :math:`\logar x - \log(1-ar x)` with :math:`ar x` clamped
+        to :math:`[10^{-3}, 1-10^{-3}]` (Bernoulli). At the first step the reconstruction
+        gradient then carries only what distinguishes the examples, :math:`x_i - ar x`, and
+        nothing common to all of them (see chapter 4 for why that matters for discrete codes).
+
+        Args:
+            data_mean: the mean example, shape ``input_shape`` (or flattened ``(D,)``).
+        """
+        if not isinstance(data_mean, Tensor) or data_mean.numel() != self.input_dim:
+            shape = tuple(data_mean.shape) if isinstance(data_mean, Tensor) else data_mean
+            raise ValueError(
+                f"data_mean must be a Tensor with {self.input_dim} entries "
+                f"(shape {self.input_shape}), got data_mean of shape {shape!r}"
+            )
+        mean = data_mean.detach().reshape(self.input_dim).to(torch.get_default_dtype())
+        if not bool(torch.isfinite(mean).all()):
+            raise ValueError("data_mean must be finite, got non-finite entries")
+        if self.likelihood == "bernoulli":
+            mean = mean.clamp(1e-3, 1 - 1e-3)
+            mean = mean.log() - (-mean).log1p()
+        last = self.decoder[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(mean.to(last.bias.device))
+
     def _flat_code(self, z: Tensor) -> Tensor:
         if z.shape[-1] != self._code_size:
             raise ValueError(
@@ -219,6 +248,8 @@ class GaussianVAE(_VAEBase):
         obs_scale: standard deviation :math:`\sigma_x` of the Gaussian likelihood (ignored for
             Bernoulli). A standard deviation, not a variance.
         activation: activation module class of the hidden layers.
+        data_mean: if given, the decoder starts as the constant function equal to this mean
+            example (:meth:`init_decoder_output`); ``None``: PyTorch's default initialisation.
     """
 
     def __init__(
@@ -229,12 +260,15 @@ class GaussianVAE(_VAEBase):
         likelihood: str = "gaussian",
         obs_scale: float = 0.1,
         activation: type[nn.Module] = nn.ReLU,
+        data_mean: Tensor | None = None,
     ) -> None:
         super().__init__(input_shape, likelihood, obs_scale)
         self.latent_dim = _positive_int("latent_dim", latent_dim)
         self.hidden = _hidden(hidden)
         self.encoder = mlp((self.input_dim, *self.hidden, 2 * self.latent_dim), activation)
         self.decoder = mlp((self.latent_dim, *self.hidden[::-1], self.input_dim), activation)
+        if data_mean is not None:
+            self.init_decoder_output(data_mean)
         self._code_size = self.latent_dim
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -304,6 +338,9 @@ class DiscreteVAE(_VAEBase):
         activation: activation module class of the hidden layers.
         encoder_init_scale: factor applied to the initial weights and bias of the encoder's
             last layer (1 = PyTorch's default initialisation).
+        data_mean: if given, the decoder starts as the constant function equal to this mean
+            example (:meth:`init_decoder_output`): the setting that makes the shapes chapter's
+            code assignment reliable. ``None``: PyTorch's default initialisation.
     """
 
     def __init__(
@@ -320,6 +357,7 @@ class DiscreteVAE(_VAEBase):
         prior_logits: Tensor | None = None,
         activation: type[nn.Module] = nn.ReLU,
         encoder_init_scale: float = 1.0,
+        data_mean: Tensor | None = None,
     ) -> None:
         super().__init__(input_shape, likelihood, obs_scale)
         self.n_latents = _positive_int("n_latents", n_latents)
@@ -346,6 +384,8 @@ class DiscreteVAE(_VAEBase):
                 self.encoder[-1].weight.mul_(scale)
                 self.encoder[-1].bias.mul_(scale)
         self.encoder_init_scale = scale
+        if data_mean is not None:
+            self.init_decoder_output(data_mean)
         shape = (self.n_latents, self.n_classes)
         if prior_logits is None:
             prior = torch.zeros(shape)
