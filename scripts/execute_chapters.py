@@ -63,6 +63,30 @@ def listed_chapters(config_path: Path = QUARTO_YML) -> list[str]:
     return [f for f in book_files(config_path) if f.endswith(".ipynb")]
 
 
+def coalesce_streams(nb) -> None:
+    """Merge consecutive stdout (stderr) chunks of each cell into one output, in place.
+
+    The kernel sends ``print`` output in arbitrary chunks; merging them keeps the stored
+    notebook, and its diffs, independent of that chunking (nbval merges them too).
+    """
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged = []
+        for out in cell.outputs:
+            prev = merged[-1] if merged else None
+            if (
+                out.output_type == "stream"
+                and prev is not None
+                and prev.output_type == "stream"
+                and prev.name == out.name
+            ):
+                prev.text += out.text
+            else:
+                merged.append(out)
+        cell.outputs = merged
+
+
 def execute_notebook(path: Path, timeout: int | None = None) -> float:
     """Execute ``path`` in place in a fresh kernel; return wall seconds.
 
@@ -82,6 +106,7 @@ def execute_notebook(path: Path, timeout: int | None = None) -> float:
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
+    coalesce_streams(nb)
     nbformat.validate(nb)
     nbformat.write(nb, path)
     return seconds
