@@ -549,7 +549,10 @@ def test_bad_values_raise_with_validate_args() -> None:
     b = BinaryConcrete(0.5, logits=torch.zeros(2), validate_args=True)
     with pytest.raises(ValueError, match=r"value must lie in the support"):
         b.log_prob(torch.tensor([0.5, 1.5]))
-    # validate_args=False turns the checks off, like torch
+    # a number temperature is checked even with validate_args=False (it costs nothing)
+    with pytest.raises(ValueError, match="temperature"):
+        Concrete(0.0, logits=torch.zeros(3), validate_args=False)
+    # otherwise validate_args=False turns the checks off, like torch
     assert (
         Concrete(0.5, logits=torch.zeros(3), validate_args=False)
         .log_prob(torch.tensor([0.5, 0.2, 0.2]))

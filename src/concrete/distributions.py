@@ -171,11 +171,9 @@ def _exactly_one(probs: object, logits: object) -> tuple[str, object]:
 def _prepare_temperature(
     temperature: object, dtype: torch.dtype, device: torch.device, validate: bool
 ) -> Tensor:
-    if validate:
+    if validate or not isinstance(temperature, Tensor):  # numbers are always checked (free)
         return validate_temperature(temperature, dtype=dtype, device=device)
-    if isinstance(temperature, Tensor):
-        return temperature.to(dtype=dtype, device=device)
-    return torch.tensor(float(temperature), dtype=dtype, device=device)
+    return temperature.to(dtype=dtype, device=device)
 
 
 def _common_dtype(param: Tensor, temperature: object) -> torch.dtype:
