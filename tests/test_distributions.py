@@ -318,6 +318,30 @@ def test_gradcheck_categorical_family(cls, n: int) -> None:
     assert torch.autograd.gradcheck(float_temperature, (logits,), fast_mode=fast)
 
 
+@pytest.mark.parametrize("n", [3, 20])
+def test_gradcheck_exp_concrete_log_prob_wrt_value(n: int) -> None:
+    """log_prob has a hand-derived backward: check it w.r.t. the value, logits, temperature."""
+    gen = torch.Generator().manual_seed(64)
+    logits = torch.randn(2, n, dtype=F64, generator=gen).requires_grad_()
+    lam = torch.tensor([0.4, 1.7], dtype=F64, requires_grad=True)
+    torch.manual_seed(65)
+    x = torch.distributions.Dirichlet(torch.ones(n, dtype=F64)).sample((3, 2))
+    y = x.log().requires_grad_()
+    xs = x.clone().requires_grad_()
+    fast = n > 10
+    assert torch.autograd.gradcheck(
+        lambda lg, lm, v: ExpConcrete(lm, logits=lg).log_prob(v), (logits, lam, y), fast_mode=fast
+    )
+    assert torch.autograd.gradcheck(
+        lambda lg, v: ExpConcrete(0.6, logits=lg).log_prob(v), (logits, y), fast_mode=fast
+    )
+    assert torch.autograd.gradcheck(
+        lambda lg, lm, v: Concrete(lm, logits=lg, validate_args=False).log_prob(v),
+        (logits, lam, xs),
+        fast_mode=fast,
+    )
+
+
 def test_fused_and_unfused_gradients_agree() -> None:
     gen = torch.Generator().manual_seed(62)
     for cls in (ExpConcrete, Concrete):

@@ -41,7 +41,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.utils import lazy_property
 
 from concrete.gumbel import _HALF_TYPES, _check_finite, _uniform
-from concrete.relaxed import _concrete_sample, _log_softmax, validate_temperature
+from concrete.relaxed import _concrete_sample, _ExpConcreteLogProb, validate_temperature
 
 __all__ = [
     "ExpConcrete",
@@ -241,14 +241,10 @@ def exp_concrete_log_prob(logits: Tensor, temperature: Tensor | float, value: Te
     Returns:
         Tensor of shape ``(*sample, *batch)``.
     """
-    n = value.shape[-1]
-    const = math.lgamma(n)
     if isinstance(temperature, Tensor):
-        s = torch.addcmul(logits, value, temperature.unsqueeze(-1), value=-1.0)
-        return _log_softmax(s).sum(-1) + (temperature.log() * (n - 1) + const)
-    t = float(temperature)
-    s = torch.add(logits, value, alpha=-t)
-    return _log_softmax(s).sum(-1) + ((n - 1) * math.log(t) + const)
+        lam = temperature.unsqueeze(-1) if temperature.dim() > 0 else temperature.reshape(1)
+        return _ExpConcreteLogProb.apply(logits, lam, value, None)
+    return _ExpConcreteLogProb.apply(logits, None, value, float(temperature))
 
 
 def logit_binary_concrete_log_prob(

@@ -231,6 +231,53 @@ def _concrete_sample(
     return out
 
 
+class _ExpConcreteLogProb(Function):
+    r"""ExpConcrete log-density with a hand-derived backward (one pass each way).
+
+    Forward: :math:`s = \ell - \lambda y`,
+    :math:`\log\kappa = \sum_k \log\operatorname{softmax}(s)_k + (n-1)\log\lambda + \log\Gamma(n)`.
+    Backward, with :math:`p = \operatorname{softmax}(s)` and upstream gradient :math:`g`:
+    :math:`g_s = g\,(1 - n p)`, :math:`\partial\ell = g_s`, :math:`\partial y = -\lambda g_s`,
+    :math:`\partial\lambda = -\sum_k g_{s,k} y_k + g\,(n-1)/\lambda`.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, lam, value, scale):  # noqa: D102
+        n = value.shape[-1]
+        if lam is None:
+            s = torch.add(logits, value, alpha=-scale)
+            const = (n - 1) * math.log(scale) + math.lgamma(n)
+        else:
+            s = torch.addcmul(logits, value, lam, value=-1.0)
+            const = lam.squeeze(-1).log() * (n - 1) + math.lgamma(n)
+        ls = _log_softmax(s, inplace=True)
+        lp = ls.sum(-1).add_(const)
+        ctx.save_for_backward(ls, value if lam is not None else None, lam)
+        ctx.info = (logits.shape, value.shape, None if lam is None else lam.shape, scale)
+        return lp
+
+    @staticmethod
+    def backward(ctx, glp):  # noqa: D102
+        ls, value, lam = ctx.saved_tensors
+        logits_shape, value_shape, lam_shape, scale = ctx.info
+        n = ls.shape[-1]
+        g = glp.unsqueeze(-1)
+        if n >= _FUSED_MIN_CLASSES:
+            gs = torch._log_softmax_backward_data(g.expand_as(ls), ls, -1, ls.dtype)
+        else:
+            gs = ls.exp().mul_(-n).add_(1.0).mul_(g)
+        grad_logits = grad_value = grad_lam = None
+        if ctx.needs_input_grad[0]:
+            grad_logits = gs.sum_to_size(logits_shape)
+        if ctx.needs_input_grad[2]:
+            grad_value = (gs * -scale if lam is None else gs * lam.neg()).sum_to_size(value_shape)
+        if lam is not None and ctx.needs_input_grad[1]:
+            grad_lam = (g * ((n - 1) / lam) - (gs * value).sum(-1, keepdim=True)).sum_to_size(
+                lam_shape
+            )
+        return grad_logits, grad_lam, grad_value, None
+
+
 class _StraightThrough(Function):
     """Forward: the hard value exactly. Backward: the gradient goes to the soft value."""
 
