@@ -134,7 +134,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (1 is far less noisy when other processes use the cores)",
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     rounds = args.rounds or (5 if args.quick else 15)
     torch.manual_seed(0)
     print(
@@ -148,8 +157,8 @@ def main() -> None:
     )
     print("| case | n | torch ms | ours ms | ratio | ours fused ms | fused ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for n in (10, 100, 1000):
-        inner = {10: 40, 100: 10, 1000: 2}[n]
+    for n in args.sizes:
+        inner = max(1, 400 // n)
         for case, fns in _cases(n).items():
             t = _time_rounds(fns, rounds, inner)
             row = f"| {case} | {n} | {1e3 * min(t['torch']):.2f} | {1e3 * min(t['ours']):.2f} | "
