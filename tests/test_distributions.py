@@ -582,3 +582,34 @@ def test_bad_values_raise_with_validate_args() -> None:
         .log_prob(torch.tensor([0.5, 0.2, 0.2]))
         .isfinite()
     )
+
+
+def test_public_names_and_companion_distributions() -> None:
+    import concrete
+
+    for name in (
+        "sample_gumbel",
+        "gumbel_max",
+        "exponential_race",
+        "gumbel_softmax",
+        "validate_temperature",
+        "ExpConcrete",
+        "Concrete",
+        "BinaryConcrete",
+        "LogitBinaryConcrete",
+        "relaxed_kl",
+        "categorical_kl",
+    ):
+        assert name in concrete.__all__ and hasattr(concrete, name)
+    logits = torch.randn(2, 3, dtype=F64)
+    c = Concrete(0.4, logits=logits)
+    x = c.sample((4,))
+    e = c.exp_concrete
+    assert isinstance(e, ExpConcrete) and e.batch_shape == c.batch_shape
+    torch.testing.assert_close(c.log_prob(x), e.log_prob(x.log()) - x.log().sum(-1))
+    b = BinaryConcrete(torch.tensor([0.3, 2.0], dtype=F64), logits=torch.tensor([1.0, -1.0]))
+    lb = b.logit_binary_concrete
+    v = b.sample((4,)).clamp(1e-6, 1 - 1e-6)
+    y = v.logit()
+    # change of variables: log p_X(x) = log p_Y(logit x) - log x - log(1 - x)
+    torch.testing.assert_close(b.log_prob(v), lb.log_prob(y) - v.log() - (-v).log1p())
