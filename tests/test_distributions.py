@@ -613,3 +613,54 @@ def test_public_names_and_companion_distributions() -> None:
     y = v.logit()
     # change of variables: log p_X(x) = log p_Y(logit x) - log x - log(1 - x)
     torch.testing.assert_close(b.log_prob(v), lb.log_prob(y) - v.log() - (-v).log1p())
+
+
+@pytest.mark.parametrize("n", [3, 20])
+def test_second_derivatives_gradgradcheck(n: int) -> None:
+    """The hand-written backwards are themselves differentiable (Hessians, double backward)."""
+    from torch.autograd import gradgradcheck
+
+    gen = torch.Generator().manual_seed(80)
+    logits = torch.randn(2, n, dtype=F64, generator=gen).requires_grad_()
+    lam = torch.tensor([0.5, 1.5], dtype=F64, requires_grad=True)
+    torch.manual_seed(81)
+    x = torch.distributions.Dirichlet(torch.ones(n, dtype=F64)).sample((2,))
+    y, xs = x.log().requires_grad_(), x.clone().requires_grad_()
+    fast = True  # random projections: the full Jacobian of Jacobians is slow
+    assert gradgradcheck(
+        lambda lg, lm, v: ExpConcrete(lm, logits=lg).log_prob(v), (logits, lam, y), fast_mode=fast
+    )
+    assert gradgradcheck(
+        lambda lg, v: Concrete(0.6, logits=lg, validate_args=False).log_prob(v),
+        (logits, xs),
+        fast_mode=fast,
+    )
+    for cls in (ExpConcrete, Concrete):
+
+        @_seeded
+        def two_calls(lg, lm, cls=cls):
+            d = cls(lm, logits=lg)
+            v = d.rsample((2,))
+            return v, d.log_prob(v)
+
+        @_seeded
+        def fused(lg, lm, cls=cls):
+            return cls(lm, logits=lg).rsample_and_log_prob((2,))
+
+        assert gradgradcheck(two_calls, (logits, lam), fast_mode=fast)
+        assert gradgradcheck(fused, (logits, lam), fast_mode=fast)
+
+
+def test_hessian_of_log_density_matches_plain_autograd() -> None:
+    """Chapter use: the Hessian at the interior mode, against the formula in plain torch ops."""
+    lam, logits = 2.0, torch.tensor([0.2, -0.1, 0.0], dtype=F64)
+    d = Concrete(lam, logits=logits, validate_args=False)
+
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        s = logits - lam * x.log()
+        return torch.log_softmax(s, -1).sum(-1) + 2 * math.log(lam) + math.lgamma(3) - x.log().sum()
+
+    x0 = torch.tensor([0.3, 0.3, 0.4], dtype=F64)
+    h = torch.autograd.functional.hessian(d.log_prob, x0)
+    torch.testing.assert_close(h, torch.autograd.functional.hessian(reference, x0))
+    assert h.abs().max() > 1.0  # not the zero matrix

@@ -164,13 +164,15 @@ class _ConcreteSampler(Function):
             if simplex:
                 lp = lp.sub_(y.sum(-1))
             outs.append(lp)
-        ctx.save_for_backward(y, x, lam)
+        ctx.save_for_backward(y, x, lam, logits, outs[-1] if with_lp else None)
         ctx.info = (logits.shape, None if lam is None else lam.shape, scale, simplex, with_lp)
         return tuple(outs) if len(outs) > 1 else outs[0]
 
     @staticmethod
     def backward(ctx, *grads):  # noqa: D102
-        y, x, lam = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: higher-order derivatives
+            return _sampler_backward_by_recomputation(ctx, grads)
+        y, x, lam, _, _ = ctx.saved_tensors
         logits_shape, lam_shape, scale, simplex, with_lp = ctx.info
         n = y.shape[-1]
         if simplex:
@@ -200,6 +202,58 @@ class _ConcreteSampler(Function):
                 grad_lam = grad_lam + glp.unsqueeze(-1) * ((n - 1) / lam)
             grad_lam = grad_lam.sum_to_size(lam_shape)
         return grad_logits, grad_lam, None, None, None, None
+
+
+def _grads_of(outputs, grads, inputs, needs) -> list[Tensor | None]:
+    """Differentiable vector-Jacobian products of ``outputs`` w.r.t. the needed ``inputs``."""
+    pairs = [
+        (o, g) for o, g in zip(outputs, grads, strict=True) if g is not None and o.requires_grad
+    ]
+    wanted = [
+        i for i, (t, need) in enumerate(zip(inputs, needs, strict=True)) if need and t is not None
+    ]
+    result: list[Tensor | None] = [None] * len(inputs)
+    if not pairs or not wanted:
+        return result
+    got = torch.autograd.grad(
+        [o for o, _ in pairs],
+        [inputs[i] for i in wanted],
+        [g for _, g in pairs],
+        create_graph=True,
+        allow_unused=True,
+    )
+    for i, g in zip(wanted, got, strict=True):
+        result[i] = g
+    return result
+
+
+def _sampler_backward_by_recomputation(ctx, grads):
+    r"""Backward of :class:`_ConcreteSampler` that is itself differentiable (double backward).
+
+    The noise is gone (it was overwritten), but :math:`y` is invariant to a per-row shift of
+    :math:`z`, so the constant :math:`\log E' = \ell - \lambda y` reproduces the sample:
+    :math:`\log\operatorname{softmax}((\ell - \log E')/\lambda) = y`. The outputs are
+    recomputed from it with ordinary differentiable ops and differentiated with
+    ``create_graph=True``.
+    """
+    y, x, lam, logits, lp = ctx.saved_tensors
+    _, _, scale, simplex, with_lp = ctx.info
+    n = y.shape[-1]
+    t = lam if lam is not None else scale
+    with torch.no_grad():
+        log_e = logits - t * y
+    y_r = torch.log_softmax((logits - log_e) / t, -1)
+    outs: list[Tensor] = [y_r.exp(), y_r] if simplex else [y_r]
+    if with_lp:
+        lp_r = lp.detach()
+        if lam is not None:
+            log_lam = lam.squeeze(-1).log()
+            lp_r = lp_r + (n - 1) * (log_lam - log_lam.detach())
+        if simplex:
+            lp_r = lp_r - (y_r.sum(-1) - y.detach().sum(-1))
+        outs.append(lp_r)
+    g_logits, g_lam = _grads_of(outs, grads, [logits, lam], ctx.needs_input_grad[:2])
+    return g_logits, g_lam, None, None, None, None
 
 
 def _concrete_sample(
@@ -252,14 +306,24 @@ class _ExpConcreteLogProb(Function):
             const = lam.squeeze(-1).log() * (n - 1) + math.lgamma(n)
         ls = _log_softmax(s, inplace=True)
         lp = ls.sum(-1).add_(const)
-        ctx.save_for_backward(ls, value if lam is not None else None, lam)
+        ctx.save_for_backward(ls, value, lam, logits)
         ctx.info = (logits.shape, value.shape, None if lam is None else lam.shape, scale)
         return lp
 
     @staticmethod
     def backward(ctx, glp):  # noqa: D102
-        ls, value, lam = ctx.saved_tensors
+        ls, value, lam, logits = ctx.saved_tensors
         logits_shape, value_shape, lam_shape, scale = ctx.info
+        if torch.is_grad_enabled():  # create_graph=True: recompute with differentiable ops
+            n = value.shape[-1]
+            t = lam if lam is not None else scale
+            lp = torch.log_softmax(logits - t * value, -1).sum(-1) + math.lgamma(n)
+            if lam is not None:
+                lp = lp + (n - 1) * lam.squeeze(-1).log()
+            g_logits, g_lam, g_value = _grads_of(
+                [lp], [glp], [logits, lam, value], ctx.needs_input_grad[:3]
+            )
+            return g_logits, g_lam, g_value, None
         n = ls.shape[-1]
         g = glp.unsqueeze(-1)
         if n >= _FUSED_MIN_CLASSES:
