@@ -87,7 +87,7 @@ def our_epochs(data, epochs: int, device: torch.device) -> list[float]:
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
 
-    fit(model, data, epochs=epochs, device=device, log=False, live=False, callback=tick)
+    fit(model, data, epochs=epochs, device=device, log=False, live=False, plot=False, callback=tick)
     # the first interval includes moving the data to the device once
     return [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
 

@@ -58,6 +58,7 @@ def run_seed(seed: int, args: argparse.Namespace, data, x_shapes) -> tuple[list[
         device="cpu",
         log=False,
         live=False,
+        plot=False,
         temperature_schedule=schedule,
     )
     with torch.no_grad():

@@ -203,3 +203,13 @@ def test_bad_arguments(kwargs, name):
 def test_model_without_loss_is_rejected():
     with pytest.raises(ValueError, match="loss"):
         _fit(nn.Linear(2, 2), _data())
+
+
+def test_plot_false_draws_no_figure():
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    h = fit(
+        _model(), _data(), epochs=1, batch_size=16, device="cpu", live=False, log=False, plot=False
+    )
+    assert h.figure is None and len(plt.get_fignums()) == before

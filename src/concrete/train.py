@@ -174,6 +174,7 @@ def fit(
     monitor: TrainingMonitor | None = None,
     live: bool | None = None,
     log: bool = True,
+    plot: bool = True,
     title: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     resume: bool = False,
@@ -209,6 +210,8 @@ def fit(
         eval_data, eval_kwargs, eval_batch_size: optional per-epoch evaluation.
         monitor: a :class:`TrainingMonitor` to report to (default: a new one with ``live``,
             ``log`` and ``title``; it is closed at the end, drawing the static figure).
+        plot: headless only: draw the static figure at the end (``False``: no figure, e.g.
+            for many runs in a loop). Ignored when ``monitor`` is given.
         checkpoint: file to write after every epoch (atomically); ``None`` for none.
         resume: if ``checkpoint`` exists, load model, optimiser, RNG states and history from
             it and continue with the next epoch (a finished run trains no further).
@@ -337,6 +340,6 @@ def fit(
                 ckpt,
             )
     history.seconds = time.perf_counter() - t0
-    if own_monitor:
+    if own_monitor and (plot or monitor.live):
         history.figure = monitor.close()
     return history
