@@ -135,6 +135,11 @@ def test_schedules():
     f = exp_lr_decay(100, 0.1)
     assert f(0) == 1.0 and f(50) == pytest.approx(0.1**0.5) and f(100) == pytest.approx(0.1)
     assert f(500) == pytest.approx(0.1)
+    h = exp_lr_decay(100, 0.1, hold=0.8)  # constant for 80 steps, then down to 0.1 at 100
+    assert h(0) == h(80) == 1.0 and h(90) == pytest.approx(0.1**0.5)
+    assert h(100) == pytest.approx(0.1) and h(150) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="hold"):
+        exp_lr_decay(10, 0.1, hold=1.0)
     with pytest.raises(ValueError, match="minimum"):
         exp_anneal(1e-3, 0.0)
     with pytest.raises(ValueError, match="rate"):

@@ -255,18 +255,23 @@ def exp_anneal(rate: float, minimum: float = 0.5, start: float = 1.0):  # noqa: 
     return schedule
 
 
-def exp_lr_decay(total_steps: int, final_factor: float = 0.1):  # noqa: ANN201
-    r"""Learning-rate factor :math:`f_t = f_{end}^{\,t / T}`, from 1 at step 0 to ``final_factor``
-    at step ``T = total_steps`` (held after). A function ``step -> float`` for ``fit``'s
-    ``lr_schedule``.
+def exp_lr_decay(total_steps: int, final_factor: float = 0.1, hold: float = 0.0):  # noqa: ANN201
+    r"""Learning-rate factor: 1 for the first ``hold · T`` steps, then exponential decay
+    :math:`f_t = f_{end}^{\,(t - hT) / (T - hT)}` down to ``final_factor`` at step
+    ``T = total_steps`` (held after). ``hold = 0`` decays from the first step. A function
+    ``step -> float`` for ``fit``'s ``lr_schedule``.
     """
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be a positive int, got total_steps={total_steps!r}")
     if not (isinstance(final_factor, (int, float)) and 0 < final_factor <= 1):
         raise ValueError(f"final_factor must be in (0, 1], got final_factor={final_factor!r}")
+    if not (isinstance(hold, (int, float)) and 0 <= hold < 1):
+        raise ValueError(f"hold must be in [0, 1), got hold={hold!r}")
     log_f = math.log(final_factor)
+    start = hold * total_steps
 
     def schedule(step: int) -> float:
-        return math.exp(log_f * min(step, total_steps) / total_steps)
+        t = min(max(step - start, 0.0), total_steps - start)
+        return math.exp(log_f * t / (total_steps - start))
 
     return schedule
