@@ -276,7 +276,59 @@ def logit_binary_concrete_log_prob(
 
 
 # --------------------------------------------------------------------------- categorical family
-class _RelaxedCategoricalBase(Distribution):
+class _TemperedBase(Distribution):
+    """What every relaxed distribution here shares: the temperature, ``expand``, the sample cache.
+
+    Subclasses set ``temperature`` (batch-shaped), ``_logits_raw`` (``batch_shape +
+    event_shape``), ``_scale`` (the temperature as a Python float, or ``None``), ``_temp_raw``
+    (the un-expanded temperature tensor) and ``_cache`` in ``__init__``.
+    """
+
+    has_rsample = True
+
+    @property
+    def param_shape(self) -> torch.Size:
+        """Shape of ``logits``/``probs``: ``batch_shape + event_shape``."""
+        return self._logits_raw.shape
+
+    @property
+    def _temp(self) -> Tensor | float:
+        """The temperature for computations: a Python float when given as a number."""
+        return self._scale if self._scale is not None else self._temp_raw
+
+    def expand(self, batch_shape: _size, _instance: Distribution | None = None) -> Distribution:
+        """Expand to a larger ``batch_shape`` (views, no copies); see ``Distribution.expand``."""
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        full = batch_shape + self.event_shape
+        new.temperature = self.temperature.expand(batch_shape)
+        new._logits_raw = self._logits_raw.expand(full)
+        if "probs" in self.__dict__:
+            new.probs = self.probs.expand(full)
+        if "logits" in self.__dict__:
+            new.logits = self.logits.expand(full)
+        new._scale = self._scale
+        new._temp_raw = self._temp_raw
+        new._cache = None
+        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def _cached_log_sample(self, value: Tensor) -> Tensor | None:
+        """The log-space value stored by the last ``rsample`` if ``value`` is that unmodified
+        sample, else ``None``."""
+        c = self._cache
+        if c is not None and value is c[0] and value._version == c[1]:
+            return c[2]
+        return None
+
+    def sample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
+        """A sample without gradients, ``(*sample_shape, *batch_shape, *event_shape)``."""
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+
+class _RelaxedCategoricalBase(_TemperedBase):
     """Parameter handling shared by :class:`ExpConcrete` and :class:`Concrete`."""
 
     arg_constraints = {
@@ -284,7 +336,6 @@ class _RelaxedCategoricalBase(Distribution):
         "logits": finite_real_vector,
         "temperature": positive_finite,
     }
-    has_rsample = True
 
     def __init__(
         self,
@@ -362,34 +413,6 @@ class _RelaxedCategoricalBase(Distribution):
         return torch.softmax(self._logits_raw, -1)
 
     @property
-    def param_shape(self) -> torch.Size:
-        """Shape of ``logits``/``probs``: ``batch_shape + (n,)``."""
-        return self._logits_raw.shape
-
-    @property
-    def _temp(self) -> Tensor | float:
-        """The temperature for computations: a Python float when given as a number."""
-        return self._scale if self._scale is not None else self._temp_raw
-
-    def expand(self, batch_shape: _size, _instance: Distribution | None = None) -> Distribution:
-        """Expand to a larger ``batch_shape`` (views, no copies); see ``Distribution.expand``."""
-        new = self._get_checked_instance(type(self), _instance)
-        batch_shape = torch.Size(batch_shape)
-        full = batch_shape + self.event_shape
-        new.temperature = self.temperature.expand(batch_shape)
-        new._logits_raw = self._logits_raw.expand(full)
-        if "probs" in self.__dict__:
-            new.probs = self.probs.expand(full)
-        if "logits" in self.__dict__:
-            new.logits = self.logits.expand(full)
-        new._scale = self._scale
-        new._temp_raw = self._temp_raw
-        new._cache = None
-        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    @property
     def mean(self) -> Tensor:
         """No closed form: raises ``NotImplementedError`` (estimate by Monte Carlo)."""
         raise NotImplementedError(
@@ -410,17 +433,6 @@ class _RelaxedCategoricalBase(Distribution):
         return _concrete_sample(
             self._logits_raw, self._temp, shape, simplex=simplex, with_lp=with_lp
         )
-
-    def _cached_log_sample(self, value: Tensor) -> Tensor | None:
-        c = self._cache
-        if c is not None and value is c[0] and value._version == c[1]:
-            return c[2]
-        return None
-
-    def sample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
-        """A sample without gradients, ``(*sample_shape, *batch, n)``."""
-        with torch.no_grad():
-            return self.rsample(sample_shape)
 
 
 class ExpConcrete(_RelaxedCategoricalBase):
@@ -583,7 +595,7 @@ class Concrete(_RelaxedCategoricalBase):
 
 
 # --------------------------------------------------------------------------- binary family
-class _BinaryBase(Distribution):
+class _BinaryBase(_TemperedBase):
     """Parameter handling shared by :class:`BinaryConcrete` and :class:`LogitBinaryConcrete`."""
 
     arg_constraints = {
@@ -591,7 +603,6 @@ class _BinaryBase(Distribution):
         "logits": finite_real,
         "temperature": positive_finite,
     }
-    has_rsample = True
 
     def __init__(
         self,
@@ -649,28 +660,6 @@ class _BinaryBase(Distribution):
         r""":math:`\sigma(\ell)` (``batch_shape``): the probability that a sample rounds to 1."""
         return torch.sigmoid(self._logits_raw)
 
-    @property
-    def param_shape(self) -> torch.Size:
-        """Shape of ``logits``/``probs`` (= ``batch_shape``)."""
-        return self._logits_raw.shape
-
-    def expand(self, batch_shape: _size, _instance: Distribution | None = None) -> Distribution:
-        """Expand to a larger ``batch_shape`` (views, no copies)."""
-        new = self._get_checked_instance(type(self), _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.temperature = self.temperature.expand(batch_shape)
-        new._logits_raw = self._logits_raw.expand(batch_shape)
-        if "probs" in self.__dict__:
-            new.probs = self.probs.expand(batch_shape)
-        if "logits" in self.__dict__:
-            new.logits = self.logits.expand(batch_shape)
-        new._scale = self._scale
-        new._temp_raw = self._temp_raw
-        new._cache = None
-        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
     def _logit_sample(self, sample_shape: _size) -> Tensor:
         shape = self._extended_shape(sample_shape)
         raw = self._logits_raw
@@ -680,22 +669,6 @@ class _BinaryBase(Distribution):
         if self._scale is not None:
             return noise.add_(raw).div_(self._scale)
         return noise.add_(raw) / self._temp_raw
-
-    @property
-    def _temp(self) -> Tensor | float:
-        """The temperature for computations: a Python float when given as a number."""
-        return self._scale if self._scale is not None else self._temp_raw
-
-    def _cached_log_sample(self, value: Tensor) -> Tensor | None:
-        c = self._cache
-        if c is not None and value is c[0] and value._version == c[1]:
-            return c[2]
-        return None
-
-    def sample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
-        """A sample without gradients, ``(*sample_shape, *batch)``."""
-        with torch.no_grad():
-            return self.rsample(sample_shape)
 
 
 class LogitBinaryConcrete(_BinaryBase):
