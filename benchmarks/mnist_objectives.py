@@ -47,6 +47,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-final", type=float, default=1.0, help="final LR factor (1 = constant)")
+    p.add_argument("--hold", type=float, default=0.0,
+                   help="fraction of the steps at the full LR before the decay (chapter 5: 0.8)")
     p.add_argument("--tau", type=float, default=1.0, help="λ1 (start of the annealing)")
     p.add_argument("--anneal-rate", type=float, default=3e-5, help="0: fixed temperature")
     p.add_argument("--min-tau", type=float, default=0.5)
@@ -68,7 +70,7 @@ def main() -> None:
     model = mnist_vae(args.objective, posterior_temperature=args.tau,
                       prior_temperature=args.prior_tau)
     anneal = exp_anneal(args.anneal_rate, args.min_tau, args.tau) if args.anneal_rate else None
-    lr_sched = exp_lr_decay(n_steps, args.lr_final) if args.lr_final != 1.0 else None
+    lr_sched = exp_lr_decay(n_steps, args.lr_final, args.hold) if args.lr_final != 1.0 else None
     hist = fit(model, images, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                weight_decay=0.0, seed=args.seed, device="cpu", temperature_schedule=anneal,
                lr_schedule=lr_sched, transform=DynamicBinarize(), live=False)
