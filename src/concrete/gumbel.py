@@ -155,6 +155,17 @@ def _check_dim(name: str, value: Tensor, dim: int) -> int:
     return dim % value.dim()
 
 
+def _float_input(name: str, value: Tensor, dim: int) -> tuple[Tensor, int]:
+    """``value`` as a floating tensor (default dtype for non-float input) and ``dim`` normalised
+    to ``[0, value.dim())``; ValueError naming ``name`` for a 0-dim value or a bad ``dim``."""
+    if not isinstance(value, Tensor):
+        value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+    dim = _check_dim(name, value, dim)
+    if not value.dtype.is_floating_point:
+        value = value.to(torch.get_default_dtype())
+    return value, dim
+
+
 def gumbel_max(
     logits: Tensor, dim: int = -1, *, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -174,11 +185,7 @@ def gumbel_max(
     Returns:
         LongTensor of indices in ``[0, n)``, shape ``logits.shape`` without ``dim``.
     """
-    if not isinstance(logits, Tensor):
-        logits = torch.as_tensor(logits, dtype=torch.get_default_dtype())
-    dim = _check_dim("logits", logits, dim)
-    if not logits.dtype.is_floating_point:
-        logits = logits.to(torch.get_default_dtype())
+    logits, dim = _float_input("logits", logits, dim)
     _check_finite("logits", logits)
     g = sample_gumbel(
         logits.shape, dtype=_draw_dtype(logits.dtype), device=logits.device, generator=generator
@@ -209,11 +216,7 @@ def exponential_race(
     Returns:
         LongTensor of indices in ``[0, n)``, shape ``alpha.shape`` without ``dim``.
     """
-    if not isinstance(alpha, Tensor):
-        alpha = torch.as_tensor(alpha, dtype=torch.get_default_dtype())
-    dim = _check_dim("alpha", alpha, dim)
-    if not alpha.dtype.is_floating_point:
-        alpha = alpha.to(torch.get_default_dtype())
+    alpha, dim = _float_input("alpha", alpha, dim)
     _check_finite("alpha", alpha)
     if bool((alpha < 0).any()):
         raise ValueError(f"alpha must be non-negative, got alpha={alpha}")

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from concrete.gumbel import _check_dim, _check_finite, _log_exponential, sample_exponential
+from concrete.gumbel import _check_finite, _float_input, _log_exponential, sample_exponential
 
 __all__ = ["gumbel_softmax", "validate_temperature"]
 
@@ -390,11 +390,7 @@ def gumbel_softmax(
         Tensor of the same shape and dtype as ``logits``; along ``dim`` it lies on the simplex
         (``hard=False``) or is one-hot (``hard=True``).
     """
-    if not isinstance(logits, Tensor):
-        logits = torch.as_tensor(logits, dtype=torch.get_default_dtype())
-    dim = _check_dim("logits", logits, dim)
-    if not logits.dtype.is_floating_point:
-        logits = logits.to(torch.get_default_dtype())
+    logits, dim = _float_input("logits", logits, dim)
     out_dtype = logits.dtype
     work = logits.float() if out_dtype in _HALF_TYPES else logits
     lam = validate_temperature(temperature, dtype=work.dtype, device=work.device)
