@@ -53,6 +53,10 @@ def main() -> None:
     p.add_argument("--anneal-rate", type=float, default=3e-5, help="0: fixed temperature")
     p.add_argument("--min-tau", type=float, default=0.5)
     p.add_argument("--prior-tau", type=float, default=2.0, help="λ2 (concrete objective)")
+    p.add_argument("--st-from", type=int, default=None,
+                   help="switch to the straight-through objective after this many epochs")
+    p.add_argument("--data-mean", action="store_true",
+                   help="start the decoder as the constant mean training image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iw-k", type=int, default=100)
     p.add_argument("--elbo-samples", type=int, default=10)
@@ -68,12 +72,19 @@ def main() -> None:
     n_steps = args.epochs * -(-len(images) // args.batch_size)
     torch.manual_seed(args.seed)
     model = mnist_vae(args.objective, posterior_temperature=args.tau,
-                      prior_temperature=args.prior_tau)
+                      prior_temperature=args.prior_tau,
+                      data_mean=images.mean(0) if args.data_mean else None)
     anneal = exp_anneal(args.anneal_rate, args.min_tau, args.tau) if args.anneal_rate else None
     lr_sched = exp_lr_decay(n_steps, args.lr_final, args.hold) if args.lr_final != 1.0 else None
+
+    def switch(epoch: int, m: torch.nn.Module, stats: dict[str, float]) -> None:
+        if args.st_from is not None and epoch + 1 >= args.st_from:
+            m.objective = "straight_through"
+
     hist = fit(model, images, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                weight_decay=0.0, seed=args.seed, device="cpu", temperature_schedule=anneal,
-               lr_schedule=lr_sched, transform=DynamicBinarize(), live=False)
+               lr_schedule=lr_sched, transform=DynamicBinarize(), live=False,
+               callback=switch)
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.save)
