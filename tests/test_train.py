@@ -257,3 +257,17 @@ def test_fit_builds_its_optimiser_with_make_adam(monkeypatch):
     _fit(_model(), _data(), epochs=1, lr=2e-3, weight_decay=1e-4)
     assert len(made) == 1 and made[0][1] == {"lr": 2e-3, "weight_decay": 1e-4}
     assert made[0][0].defaults["fused"] is True
+
+
+def test_fit_trains_only_parameters_that_require_grad():
+    model = _model()
+    model.encoder.requires_grad_(False)
+    enc = [p.detach().clone() for p in model.encoder.parameters()]
+    dec = [p.detach().clone() for p in model.decoder.parameters()]
+    _fit(model, _data(), epochs=1, loss_kwargs={"discrete": True})
+    assert all(torch.equal(a, p) for a, p in zip(enc, model.encoder.parameters(), strict=True))
+    assert not all(torch.equal(a, p) for a, p in zip(dec, model.decoder.parameters(),
+                                                      strict=True))
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="requires_grad"):
+        _fit(model, _data(), epochs=1)

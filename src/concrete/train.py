@@ -223,7 +223,10 @@ def fit(
     ``x = transform(x)`` if given (e.g. dynamic binarization), ``out = model.loss(x,
     **loss_kwargs, temperature=temperature_schedule(step))`` (the temperature only when a
     schedule is given; ``step`` counts from 0 over the whole run), ``out["loss"].backward()``,
-    Adam step (``lr``, ``weight_decay`` as L2 penalty, as ``torch.optim.Adam``). Every value of
+    Adam step (:func:`make_adam`: ``lr``, ``weight_decay`` as L2 penalty, as
+    ``torch.optim.Adam``) on the parameters with ``requires_grad=True`` -- freeze a part of the
+    model with ``module.requires_grad_(False)`` to train the rest (chapter 5 fine-tunes the
+    decoder alone this way). Every value of
     ``out`` (0-dim tensors, e.g. ``loss``, ``nll``, ``kl``) is averaged over the epoch's
     examples and reported to the monitor; with ``eval_data`` the same keys prefixed ``val_``
     are computed after each epoch under ``torch.no_grad()`` with ``eval_kwargs`` (e.g.
@@ -288,7 +291,10 @@ def fit(
     torch.manual_seed(seed)
     shuffle = torch.Generator()
     shuffle.manual_seed(seed)
-    optimizer = make_adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("model has no parameter with requires_grad=True: nothing to train")
+    optimizer = make_adam(trainable, lr=lr, weight_decay=weight_decay)
     history = History()
     start_epoch = 1
     ckpt = Path(checkpoint) if checkpoint is not None else None
