@@ -43,6 +43,23 @@ from concrete.mnist import (
 from concrete.train import fit
 
 
+def dead_units(model: torch.nn.Module, images: torch.Tensor) -> dict[str, int]:
+    """Hidden units never active (output <= 0) on ``images``, per hidden layer of each MLP."""
+    out: dict[str, int] = {}
+    hooks = []
+    for net in ("encoder", "decoder"):
+        layers = [m for m in getattr(model, net) if not isinstance(m, torch.nn.Linear)]
+        for i, act in enumerate(layers):
+            def hook(mod, inp, o, key=f"{net}{i + 1}"):  # noqa: ANN001
+                out[key] = int((o.amax(0) <= 0).sum())
+            hooks.append(act.register_forward_hook(hook))
+    with torch.no_grad():
+        model.decode(model.one_hot(model.codes(images)))
+    for h in hooks:
+        h.remove()
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--objective", default="gumbel_softmax",
@@ -64,6 +81,10 @@ def main() -> None:
     p.add_argument("--decoder-epochs", type=int, default=0,
                    help="then train the decoder alone on discrete codes (encoder frozen)")
     p.add_argument("--decoder-lr", type=float, default=1e-4)
+    p.add_argument("--activation", default="ReLU", choices=["ReLU", "LeakyReLU", "ELU"],
+                   help="hidden-layer activation (torch.nn class name)")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="linear learning-rate warm-up over this many steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iw-k", type=int, default=100)
     p.add_argument("--elbo-samples", type=int, default=10)
@@ -80,9 +101,14 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = mnist_vae(args.objective, posterior_temperature=args.tau,
                       prior_temperature=args.prior_tau,
-                      data_mean=images.mean(0) if args.data_mean else None)
+                      data_mean=images.mean(0) if args.data_mean else None,
+                      activation=getattr(torch.nn, args.activation))
     anneal = exp_anneal(args.anneal_rate, args.min_tau, args.tau) if args.anneal_rate else None
-    lr_sched = exp_lr_decay(n_steps, args.lr_final, args.hold) if args.lr_final != 1.0 else None
+    decay = exp_lr_decay(n_steps, args.lr_final, args.hold) if args.lr_final != 1.0 else None
+
+    def lr_sched(step: int) -> float:
+        warm = min(1.0, (step + 1) / args.warmup) if args.warmup else 1.0
+        return warm * (decay(step) if decay is not None else 1.0)
 
     def switch(epoch: int, m: torch.nn.Module, stats: dict[str, float]) -> None:
         if args.st_from is not None and epoch + 1 >= args.st_from:
@@ -90,7 +116,8 @@ def main() -> None:
 
     hist = fit(model, images, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                weight_decay=0.0, seed=args.seed, device="cpu", temperature_schedule=anneal,
-               lr_schedule=lr_sched, transform=DynamicBinarize(), live=False,
+               lr_schedule=lr_sched if (decay or args.warmup) else None,
+               transform=DynamicBinarize(), live=False,
                callback=switch)
     def evaluate() -> dict[str, float]:
         model.eval()
@@ -120,6 +147,7 @@ def main() -> None:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.save)
     final = evaluate()
+    final["dead_units"] = dead_units(model, test.images)
     record = {
         "run": "concrete.train.fit", **{k: (str(v) if isinstance(v, Path) else v)
                                         for k, v in vars(args).items()},

@@ -138,8 +138,14 @@ def test_schedules():
     h = exp_lr_decay(100, 0.1, hold=0.8)  # constant for 80 steps, then down to 0.1 at 100
     assert h(0) == h(80) == 1.0 and h(90) == pytest.approx(0.1**0.5)
     assert h(100) == pytest.approx(0.1) and h(150) == pytest.approx(0.1)
+    w = exp_lr_decay(100, 0.1, hold=0.8, warmup=10)  # linear warm-up over 10 steps, then as h
+    assert w(0) == pytest.approx(0.1) and w(4) == pytest.approx(0.5) and w(9) == 1.0
+    assert all(w(t) == h(t) for t in range(9, 160))
     with pytest.raises(ValueError, match="hold"):
         exp_lr_decay(10, 0.1, hold=1.0)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="warmup"):
+            exp_lr_decay(10, 0.1, warmup=bad)
     with pytest.raises(ValueError, match="minimum"):
         exp_anneal(1e-3, 0.0)
     with pytest.raises(ValueError, match="rate"):

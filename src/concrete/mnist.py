@@ -255,11 +255,18 @@ def exp_anneal(rate: float, minimum: float = 0.5, start: float = 1.0):  # noqa: 
     return schedule
 
 
-def exp_lr_decay(total_steps: int, final_factor: float = 0.1, hold: float = 0.0):  # noqa: ANN201
-    r"""Learning-rate factor: 1 for the first ``hold · T`` steps, then exponential decay
-    :math:`f_t = f_{end}^{\,(t - hT) / (T - hT)}` down to ``final_factor`` at step
-    ``T = total_steps`` (held after). ``hold = 0`` decays from the first step. A function
-    ``step -> float`` for ``fit``'s ``lr_schedule``.
+def exp_lr_decay(  # noqa: ANN201
+    total_steps: int, final_factor: float = 0.1, hold: float = 0.0, warmup: int = 0
+):
+    r"""Learning-rate factor for ``fit``'s ``lr_schedule``: warm-up, hold, exponential decay.
+
+    :math:`f_t = w_t \, d_t` at step :math:`t` (from 0) of :math:`T` = ``total_steps``, with the
+    linear warm-up :math:`w_t = \min(1, (t + 1) / W)` over the first :math:`W` = ``warmup``
+    steps (:math:`w_t = 1` when ``warmup = 0``) and the decay :math:`d_t = 1` for the first
+    :math:`hT` steps (``hold``), then :math:`d_t = f_{end}^{\,(t - hT) / (T - hT)}` down to
+    ``final_factor`` :math:`f_{end}` at step :math:`T` (held after). ``hold = 0`` decays from
+    the first step. Chapter 5 uses ``warmup = 600`` (one epoch): without it the first full-size
+    Adam steps switch off most first-layer ReLU units of the encoder for good.
     """
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be a positive int, got total_steps={total_steps!r}")
@@ -267,11 +274,14 @@ def exp_lr_decay(total_steps: int, final_factor: float = 0.1, hold: float = 0.0)
         raise ValueError(f"final_factor must be in (0, 1], got final_factor={final_factor!r}")
     if not (isinstance(hold, (int, float)) and 0 <= hold < 1):
         raise ValueError(f"hold must be in [0, 1), got hold={hold!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got warmup={warmup!r}")
     log_f = math.log(final_factor)
     start = hold * total_steps
 
     def schedule(step: int) -> float:
         t = min(max(step - start, 0.0), total_steps - start)
-        return math.exp(log_f * t / (total_steps - start))
+        warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        return warm * math.exp(log_f * t / (total_steps - start))
 
     return schedule
