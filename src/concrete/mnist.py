@@ -265,8 +265,8 @@ def exp_lr_decay(  # noqa: ANN201
     steps (:math:`w_t = 1` when ``warmup = 0``) and the decay :math:`d_t = 1` for the first
     :math:`hT` steps (``hold``), then :math:`d_t = f_{end}^{\,(t - hT) / (T - hT)}` down to
     ``final_factor`` :math:`f_{end}` at step :math:`T` (held after). ``hold = 0`` decays from
-    the first step. Chapter 5 uses ``warmup = 600`` (one epoch): without it the first full-size
-    Adam steps switch off most first-layer ReLU units of the encoder for good.
+    the first step. Chapter 5 uses ``warmup = 600`` (one epoch): without it most first-layer ReLU
+    units of the encoder ended up dead (320 of 512; ``benchmarks/README.md``).
     """
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be a positive int, got total_steps={total_steps!r}")
