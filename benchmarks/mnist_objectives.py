@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from concrete.evaluate import evaluate_discrete
+from concrete.evaluate import evaluate_discrete, inactive_units
 from concrete.mnist import (
     DynamicBinarize,
     exp_anneal,
@@ -41,23 +41,6 @@ from concrete.mnist import (
     mnist_vae,
 )
 from concrete.train import fit
-
-
-def dead_units(model: torch.nn.Module, images: torch.Tensor) -> dict[str, int]:
-    """Hidden units never active (output <= 0) on ``images``, per hidden layer of each MLP."""
-    out: dict[str, int] = {}
-    hooks = []
-    for net in ("encoder", "decoder"):
-        layers = [m for m in getattr(model, net) if not isinstance(m, torch.nn.Linear)]
-        for i, act in enumerate(layers):
-            def hook(mod, inp, o, key=f"{net}{i + 1}"):  # noqa: ANN001
-                out[key] = int((o.amax(0) <= 0).sum())
-            hooks.append(act.register_forward_hook(hook))
-    with torch.no_grad():
-        model.decode(model.one_hot(model.codes(images)))
-    for h in hooks:
-        h.remove()
-    return out
 
 
 def main() -> None:
@@ -104,11 +87,8 @@ def main() -> None:
                       data_mean=images.mean(0) if args.data_mean else None,
                       activation=getattr(torch.nn, args.activation))
     anneal = exp_anneal(args.anneal_rate, args.min_tau, args.tau) if args.anneal_rate else None
-    decay = exp_lr_decay(n_steps, args.lr_final, args.hold) if args.lr_final != 1.0 else None
-
-    def lr_sched(step: int) -> float:
-        warm = min(1.0, (step + 1) / args.warmup) if args.warmup else 1.0
-        return warm * (decay(step) if decay is not None else 1.0)
+    lr_sched = (exp_lr_decay(n_steps, args.lr_final, args.hold, args.warmup)
+                if args.lr_final != 1.0 or args.warmup else None)
 
     def switch(epoch: int, m: torch.nn.Module, stats: dict[str, float]) -> None:
         if args.st_from is not None and epoch + 1 >= args.st_from:
@@ -116,7 +96,7 @@ def main() -> None:
 
     hist = fit(model, images, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                weight_decay=0.0, seed=args.seed, device="cpu", temperature_schedule=anneal,
-               lr_schedule=lr_sched if (decay or args.warmup) else None,
+               lr_schedule=lr_sched,
                transform=DynamicBinarize(), live=False,
                callback=switch)
     def evaluate() -> dict[str, float]:
@@ -147,7 +127,8 @@ def main() -> None:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.save)
     final = evaluate()
-    final["dead_units"] = dead_units(model, test.images)
+    dead = inactive_units(model, test.images)  # record keys: encoder1, ..., decoder2
+    final["dead_units"] = {key.replace(" layer ", ""): d for key, (d, _) in dead.items()}
     record = {
         "run": "concrete.train.fit", **{k: (str(v) if isinstance(v, Path) else v)
                                         for k, v in vars(args).items()},

@@ -201,3 +201,27 @@ def test_bad_input_raises_value_error():
         evaluate_discrete(encode, decode, x, iw_samples=0)
     with pytest.raises(ValueError, match="finite"):
         discrete_elbo(lambda v: torch.full((len(v), N, K), float("nan")), decode, x)
+
+
+def test_inactive_units_counts_units_that_never_fire():
+    from concrete.evaluate import inactive_units
+    from concrete.models import DiscreteVAE
+
+    torch.manual_seed(0)
+    model = DiscreteVAE(6, n_latents=2, n_classes=3, hidden=(5, 4), likelihood="bernoulli")
+    x = torch.rand(50, 6)
+    before = inactive_units(model, x)
+    assert set(before) == {"encoder layer 1", "encoder layer 2", "decoder layer 1",
+                           "decoder layer 2"}
+    assert before["encoder layer 1"][1] == 5 and before["decoder layer 1"][1] == 4
+    with torch.no_grad():  # switch off two first-layer encoder units for every input in [0, 1]
+        model.encoder[0].weight[:2] = -1.0
+        model.encoder[0].bias[:2] = -1.0
+    after = inactive_units(model, x)
+    with torch.no_grad():
+        pre = model.encoder[0](x)  # ReLU output <= 0 on every input  <=>  pre-activation <= 0
+    assert bool((pre[:, :2] <= 0).all())
+    assert after["encoder layer 1"][0] == int((pre.amax(0) <= 0).sum()) >= 2
+    assert not any(h for m in model.modules() for h in m._forward_hooks.values())
+    with pytest.raises(ValueError, match="images"):
+        inactive_units(model, torch.rand(6))

@@ -54,6 +54,7 @@ __all__ = [
     "discrete_elbo",
     "evaluate_discrete",
     "exact_log_px",
+    "inactive_units",
     "iw_bound",
     "sample_codes",
 ]
@@ -335,3 +336,34 @@ def evaluate_discrete(
         elbo_samples=elbo_samples,
         n=len(elbo),
     )
+
+
+def inactive_units(model: torch.nn.Module, images: Tensor) -> dict[str, tuple[int, int]]:
+    r"""Hidden units of a VAE's MLPs never active on ``images``: ``{layer: (dead, width)}``.
+
+    A unit :math:`j` of a hidden layer with output :math:`h_j(x)` counts as inactive when
+    :math:`\max_i h_j(x_i) \le 0` over the ``images`` :math:`x_i` -- for a ReLU it then passes
+    no gradient for any of them. The encoder (``model.encoder``) runs on ``images`` ``(B, D)``,
+    the decoder (``model.decoder``) on the most probable one-hot codes ``model.one_hot(
+    model.codes(images))``. Layers are the non-``Linear`` modules (the activations) of each
+    ``nn.Sequential``, keyed ``"encoder layer 1"``, ``"encoder layer 2"``, ..., ``"decoder
+    layer 1"``, ...; ``width`` is the layer's number of units.
+    """
+    if not isinstance(images, Tensor) or images.dim() != 2 or len(images) == 0:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a (B > 0, D) tensor, got images of shape {shape!r}")
+    seen: dict[str, tuple[int, int]] = {}
+    hooks = []
+    for net in ("encoder", "decoder"):
+        acts = [m for m in getattr(model, net) if not isinstance(m, torch.nn.Linear)]
+        for i, act in enumerate(acts):
+            def record(mod, inp, out, key=f"{net} layer {i + 1}"):  # noqa: ANN001, ANN202
+                seen[key] = (int((out.amax(0) <= 0).sum()), out.shape[-1])
+            hooks.append(act.register_forward_hook(record))
+    try:
+        with torch.no_grad():
+            model.decode(model.one_hot(model.codes(images)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
