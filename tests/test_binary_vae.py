@@ -1,0 +1,334 @@
+"""Tests of concrete.binary_vae: the binary latent-variable model of Maddison et al. (2017, App. D).
+
+Statistical tests use fixed seeds and two-sided z-tests with the threshold stated at each test
+(|z| < 4.5 per quantity: p = 7e-6, so that a family of a few hundred such checks still fails
+by chance with probability below 1e-3).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from concrete.binary_vae import (
+    ARCHITECTURES,
+    PAPER_NAMES,
+    POSTERIOR_TEMPERATURE,
+    PRIOR_TEMPERATURE,
+    BinaryVAE,
+    ConcreteObjective,
+    bernoulli_log_prob,
+    evaluate_bound,
+    exact_log_px,
+    fit_steps,
+    iw_bound,
+    load_binarized_mnist,
+    random_subset,
+    relaxed_bound,
+    two_class_view,
+)
+from concrete.evaluate import iw_bound as categorical_iw_bound
+
+Z = 4.5  # two-sided z threshold, p = 6.8e-6 per check
+MNIST_RAW = Path("/work/shared/data/MNIST/raw")
+
+
+def tiny_model(n_latent: int = 8, n_visible: int = 12, arch: str = "nonlinear", seed: int = 0,
+               scale: float = 1.0) -> BinaryVAE:
+    """A float64 model with random (non-zero) weights and biases."""
+    torch.manual_seed(seed)
+    model = BinaryVAE(arch, n_latent=n_latent, n_visible=n_visible, hidden=6,
+                      center_input=False).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(scale * torch.randn_like(p))
+    return model
+
+
+def tiny_images(n: int = 3, d: int = 12, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, d, generator=gen, dtype=torch.float64) < 0.4).double()
+
+
+def all_codes(n: int) -> torch.Tensor:
+    return torch.tensor(list(itertools.product((0.0, 1.0), repeat=n)), dtype=torch.float64)
+
+
+def log_weights(model: BinaryVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log w(b) = log p(x, b) - log q(b|x) and log q(b|x) for all 2^N codes: (C, B) each."""
+    codes = all_codes(model.n_latent).unsqueeze(1)  # (C, 1, N)
+    logits = model.encode(x)
+    log_q = bernoulli_log_prob(logits, codes)
+    return model.log_joint(x, codes) - log_q, log_q
+
+
+# --------------------------------------------------------------------------------- model
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_shapes_and_paper_architecture(arch: str) -> None:
+    model = BinaryVAE(arch)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    sizes = [(m.in_features, m.out_features) for m in linears]
+    if arch == "linear":
+        assert sizes == [(784, 200), (200, 784)]
+    else:
+        assert sizes == [(784, 200), (200, 200), (200, 200), (200, 200), (200, 200), (200, 784)]
+        assert sum(isinstance(m, torch.nn.Tanh) for m in model.modules()) == 4
+    assert PAPER_NAMES[arch] in repr(model)
+    x = (torch.rand(5, 784) < 0.3).float()
+    assert model.encode(x).shape == (5, 200)
+    assert model.decode(torch.rand(3, 5, 200)).shape == (3, 5, 784)
+    b = model.sample_posterior(model.encode(x), 4)
+    assert b.shape == (4, 5, 200) and set(b.unique().tolist()) <= {0.0, 1.0}
+    assert model.log_joint(x, b).shape == (4, 5)
+    assert relaxed_bound(model, x, 3).shape == (5,)
+    assert iw_bound(model, x, 7, chunk=3).shape == (5,)
+    out = ConcreteObjective(model, 2).loss(x)
+    assert out["loss"].shape == () and torch.isclose(out["loss"], -out["bound"])
+
+
+def test_initialisation_follows_app_d() -> None:
+    means = torch.linspace(0.0, 1.0, 784)
+    model = BinaryVAE("nonlinear", pixel_means=means)
+    p = means.clamp(1e-3, 1 - 1e-3)
+    out_bias = model.decoder[-1].bias
+    torch.testing.assert_close(out_bias, torch.log(p / (1 - p)))
+    assert torch.isfinite(out_bias).all()
+    torch.testing.assert_close(model.input_mean, means)
+    assert torch.count_nonzero(model.prior_logits) == 0
+    for layer in [m for m in model.modules() if isinstance(m, torch.nn.Linear)]:
+        if layer is not model.decoder[-1]:
+            assert torch.count_nonzero(layer.bias) == 0  # D.3: all other biases 0
+        bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))  # Glorot uniform
+        assert layer.weight.abs().max() <= bound
+        assert layer.weight.abs().max() > 0.9 * bound
+
+
+def test_input_centring_updates_only_in_training() -> None:
+    model = BinaryVAE("linear", n_latent=3, n_visible=4)
+    x = torch.tensor([[1.0, 0, 1, 1], [1.0, 0, 0, 1]])
+    model.encode(x)
+    torch.testing.assert_close(model.input_mean, 0.1 * x.mean(0))  # 0.9 * 0 + 0.1 * mean
+    expected = model.encoder(x - model.input_mean)
+    model.eval()
+    torch.testing.assert_close(model.encode(x), expected)
+    torch.testing.assert_close(model.input_mean, 0.1 * x.mean(0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"architecture": "deep"}, "architecture"),
+        ({"n_latent": 0}, "n_latent"),
+        ({"n_visible": 2.5}, "n_visible"),
+        ({"hidden": -1}, "hidden"),
+        ({"center_decay": 1.0}, "center_decay"),
+        ({"center_input": "yes"}, "center_input"),
+        ({"pixel_means": torch.zeros(10)}, "pixel_means"),
+        ({"pixel_means": torch.full((784,), 1.5)}, "pixel_means"),
+    ],
+)
+def test_model_bad_arguments(kwargs: dict, word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        BinaryVAE(**kwargs)
+
+
+def test_bad_arguments_of_bounds() -> None:
+    model = BinaryVAE("linear", n_latent=4, n_visible=6)
+    x = torch.zeros(2, 6)
+    for call, word in [
+        (lambda: relaxed_bound(model, x, 0), "m"),
+        (lambda: relaxed_bound(model, x, 1, posterior_temperature=-1.0), "posterior_temperature"),
+        (lambda: relaxed_bound(model, x, 1, prior_temperature=float("nan")), "prior_temperature"),
+        (lambda: relaxed_bound(model, torch.zeros(2, 5), 1), "x"),
+        (lambda: relaxed_bound(model, x, 2, noise=torch.zeros(1, 2, 4)), "noise"),
+        (lambda: iw_bound(model, x, 0), "k"),
+        (lambda: iw_bound(model, x, 3, chunk=0), "chunk"),
+        (lambda: evaluate_bound(model, torch.zeros(0, 6)), "images"),
+        (lambda: random_subset(x, 3), "n"),
+        (lambda: random_subset(x, 1, seed=-2), "seed"),
+        (lambda: ConcreteObjective(torch.nn.Linear(2, 2)), "model"),
+        (lambda: load_binarized_mnist(seed=-1), "seed"),
+        (lambda: fit_steps(ConcreteObjective(model), x, steps=0, lr=1e-3), "steps"),
+        (lambda: fit_steps(ConcreteObjective(model), x, steps=1, lr=0.0), "lr"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            call()
+
+
+# --------------------------------------------------------------------------------- Concrete
+def test_relaxed_bound_m1_equals_the_elbo_formula_by_hand() -> None:
+    """L̃_1 = log p(x|σ(y)) + log f_{a,λ2}(y) - log g_{ℓ,λ1}(y), App. C.3.2, in numpy."""
+    model = tiny_model(n_latent=5, n_visible=7)
+    x = tiny_images(4, 7)
+    gen = torch.Generator().manual_seed(3)
+    u = torch.rand(1, 4, 5, generator=gen, dtype=torch.float64)
+    noise = torch.log(u) - torch.log1p(-u)
+    got = relaxed_bound(model, x, 1, noise=noise).detach().numpy()
+
+    p = {k: v.detach().numpy() for k, v in model.named_parameters()}
+    w = [p[f"{net}.{i}.{t}"] for net in ("encoder", "decoder") for i in (0, 2, 4)
+         for t in ("weight", "bias")] + [p["prior_logits"]]
+    xn, ln_ = x.numpy(), noise[0].numpy()
+    h = np.tanh(xn @ w[0].T + w[1])
+    h = np.tanh(h @ w[2].T + w[3])
+    log_alpha = h @ w[4].T + w[5]
+    lam1, lam2, a = POSTERIOR_TEMPERATURE, PRIOR_TEMPERATURE, w[12]
+    y = (log_alpha + ln_) / lam1
+
+    def log_logistic(y: np.ndarray, log_a: np.ndarray, lam: float) -> np.ndarray:
+        return np.log(lam) - lam * y + log_a - 2 * np.log1p(np.exp(-lam * y + log_a))
+
+    s = 2.0 / (1.0 + np.exp(-y)) - 1.0
+    g = np.tanh(s @ w[6].T + w[7])
+    g = np.tanh(g @ w[8].T + w[9])
+    eta = g @ w[10].T + w[11]
+    log_px = (xn * eta - np.log1p(np.exp(eta))).sum(-1)
+    want = log_px + log_logistic(y, a, lam2).sum(-1) - log_logistic(y, log_alpha, lam1).sum(-1)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+    # m > 1: log-mean-exp of the single-sample terms on the same noise rows
+    noise5 = torch.cat([noise] * 2 + [torch.zeros_like(noise)] * 3)
+    singles = torch.stack([relaxed_bound(model, x, 1, noise=noise5[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(relaxed_bound(model, x, 5, noise=noise5),
+                               torch.logsumexp(singles, 0) - math.log(5))
+
+
+def test_concrete_gradient_reaches_every_parameter() -> None:
+    model = tiny_model(n_latent=4, n_visible=6)
+    ConcreteObjective(model, 3).loss(tiny_images(5, 6))["loss"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
+
+
+# --------------------------------------------------------------------------------- evaluation
+def test_exact_log_px_against_brute_force() -> None:
+    model = tiny_model(n_latent=8, n_visible=12, arch="linear")
+    x = tiny_images(3, 12)
+    want = []
+    for i in range(len(x)):
+        terms = []
+        for bits in itertools.product((0.0, 1.0), repeat=8):
+            b = torch.tensor(bits, dtype=torch.float64)
+            eta = model.decoder(2 * b - 1)
+            a = model.prior_logits
+            lp = (x[i] * eta - F.softplus(eta)).sum() + (b * a - F.softplus(a)).sum()
+            terms.append(lp)
+        want.append(torch.logsumexp(torch.stack(terms), 0))
+    torch.testing.assert_close(exact_log_px(model, x), torch.stack(want).detach())
+
+
+def test_iw_bound_is_exact_in_the_limit_against_enumeration() -> None:
+    """8 bits, 2^8 codes: L_k → log p(x). Tolerance from the delta method on the exact variance:
+    L_k - log p(x) ≈ log(1 + ε), ε ~ N(0, s²/k) with s² = Var_q(w) / p(x)² computed exactly."""
+    model = tiny_model(n_latent=8, n_visible=12, scale=0.3)
+    x = tiny_images(3, 12)
+    with torch.no_grad():
+        log_w, log_q = log_weights(model, x)
+        log_px = exact_log_px(model, x)
+        s2 = torch.exp(torch.logsumexp(2 * log_w + log_q - 2 * log_px, 0)) - 1.0  # (B,)
+        k = 40_000
+        got = iw_bound(model, x, k, chunk=5000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(log_px, torch.logsumexp(log_w + log_q, 0))
+    tol = Z * torch.sqrt(s2 / k) + s2 / k
+    assert (tol < 0.05).all(), tol  # the test resolves 0.05 nats ...
+    elbo = (log_q.exp() * log_w).sum(0)
+    assert (log_px - elbo > 0.5).all()  # ... and the ELBO is > 0.5 nats below log p(x)
+    assert ((got - log_px).abs() <= tol).all(), (got - log_px, tol)
+
+
+def test_iw_bound_mean_increases_with_k_and_l1_is_the_exact_elbo() -> None:
+    model = tiny_model(n_latent=8, n_visible=12, scale=0.8, seed=2)
+    x = tiny_images(1, 12)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        log_w, log_q = log_weights(model, x)
+        elbo = (log_q.exp() * log_w).sum(0)[0]
+        log_px = exact_log_px(model, x)[0]
+        reps = 4000
+        xs = x.expand(reps, -1)
+        means, ses = [], []
+        for k in (1, 4, 16, 64):
+            v = iw_bound(model, xs, k, chunk=64, generator=gen)
+            means.append(float(v.mean()))
+            ses.append(float(v.std() / math.sqrt(reps)))
+    assert abs(means[0] - float(elbo)) < Z * ses[0]  # E L_1 = ELBO
+    for i in range(3):  # strictly increasing (independent runs: SE of a difference)
+        assert means[i + 1] - means[i] > 3 * math.hypot(ses[i], ses[i + 1]), (means, ses)
+    assert means[-1] < float(log_px) + Z * ses[-1]
+    assert float(log_px) - float(elbo) > 1.0  # the tiny model has a real gap to close
+
+
+def test_iw_bound_matches_concrete_evaluate_two_class_view() -> None:
+    """Same law as concrete.evaluate.iw_bound on bits seen as 2-class categoricals: E L_4 equal."""
+    model = tiny_model(n_latent=6, n_visible=12, scale=0.8)
+    x = tiny_images(1, 12).expand(3000, -1)
+    encode, decode, prior = two_class_view(model)
+    with torch.no_grad():
+        ours = iw_bound(model, x, 4, generator=torch.Generator().manual_seed(0))
+        theirs = categorical_iw_bound(encode, decode, x, 4, prior_logits=prior,
+                                      generator=torch.Generator().manual_seed(1))
+    se = math.hypot(ours.std(), theirs.std()) / math.sqrt(len(x))
+    assert abs(float(ours.mean() - theirs.mean())) < Z * se
+
+
+def test_evaluate_bound_and_random_subset() -> None:
+    model = tiny_model(n_latent=4, n_visible=12).float()
+    images = (torch.rand(23, 12) < 0.5).float()
+    res = evaluate_bound(model, images, k=10, batch_size=5, chunk=4)
+    assert res.n == 23 and res.iw.shape == (23,) and res.k == 10
+    assert math.isclose(res.neg_log_px, -float(res.iw.mean()), rel_tol=1e-6)
+    assert "L_10" in str(res)
+    sub = random_subset(torch.arange(100), 10, seed=3)
+    assert len(set(sub.tolist())) == 10
+    assert torch.equal(sub, random_subset(torch.arange(100), 10, seed=3))
+    assert not torch.equal(sub.sort().values, torch.arange(10))  # not the first rows
+
+
+# --------------------------------------------------------------------------------- training
+def test_fit_steps_records_and_trains() -> None:
+    model = BinaryVAE("linear", n_latent=4, n_visible=12)
+    data = (torch.rand(50, 12) < 0.5).float()
+    before = model.decoder[-1].weight.detach().clone()
+    run = fit_steps(ConcreteObjective(model), data, steps=7, lr=1e-2, batch_size=8, eval_every=3,
+                    evaluate=lambda m: {"train": m.training})
+    assert run.steps == [3, 6, 7] and len(run.seconds) == 3 and len(run.train_loss) == 3
+    assert all(e == {"train": False} for e in run.evals)  # evaluated in eval mode
+    assert model.training
+    assert not torch.equal(before, model.decoder[-1].weight)
+
+
+# --------------------------------------------------------------------------------- data
+def test_missing_data_message_says_how_to_obtain_it(tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError) as err:
+            load_binarized_mnist(tmp_path, download=False)
+    msg = str(err.value)
+    assert "binarized_mnist_larochelle.npz" in msg and "larocheh" in msg
+    assert "'train'" in msg and "MNIST" in msg and str(tmp_path) in msg
+    assert any("binarized_mnist_larochelle.npz" in str(w.message) for w in caught)
+
+
+@pytest.mark.skipif(not MNIST_RAW.is_dir(), reason="torchvision's MNIST files are not here")
+def test_seeded_fallback_is_labelled_and_reproducible(tmp_path: Path) -> None:
+    (tmp_path / "MNIST").mkdir()
+    (tmp_path / "MNIST" / "raw").symlink_to(MNIST_RAW)
+    with pytest.warns(UserWarning, match="seeded binarization"):
+        data = load_binarized_mnist(tmp_path, seed=5, download=False)
+    assert data.source == "seeded" and "seed 5" in data.description
+    assert data.train.shape == (50_000, 784) and data.valid.shape == (10_000, 784)
+    assert data.test.shape == (10_000, 784)
+    assert set(data.test[:50].unique().tolist()) == {0.0, 1.0}
+    from concrete.mnist import load_mnist
+
+    grey, _ = load_mnist(train=True, root=tmp_path, download=False)
+    again = torch.bernoulli(grey, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(again[:50_000], data.train)
+    assert data.pixel_means.shape == (784,)
