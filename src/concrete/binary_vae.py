@@ -28,6 +28,16 @@ Training objectives (modules with ``loss(x) -> dict``, so they drop into a train
 * :class:`ConcreteObjective` -- the relaxed multi-sample bound :math:`\tilde{\mathcal L}_m`
   with the pre-sigmoid logistic nodes (``LogitBinaryConcrete``, App. C.3.2), posterior
   temperature :math:`\lambda_1 = 2/3`, prior temperature :math:`\lambda_2 = 1/2` (App. D.5);
+* :class:`NVILObjective` -- the discrete single-sample ELBO with NVIL's score-function
+  estimator (input-dependent baseline, centring, variance normalisation; Mnih & Gregor 2014);
+* :class:`VIMCOObjective` -- the discrete :math:`\mathcal L_m` with VIMCO's leave-one-out
+  signals (Mnih & Rezende 2016), :math:`m = 5` in the paper's comparison.
+
+The two score-function objectives take their learning signals from
+:mod:`concrete.estimators` (:class:`~concrete.estimators.NVIL`,
+:func:`~concrete.estimators.vimco_surrogate`). Each objective's ``loss(x)["loss"]`` is a
+scalar whose ``.backward()`` puts the estimator's gradient into encoder, decoder, prior (and
+NVIL's baseline network); :func:`fit_steps` trains with Adam as in App. D.5.
 
 Evaluation uses *discrete* latents (:func:`iw_bound`, :func:`evaluate_bound`): the
 importance-weighted bound :math:`\mathcal L_k` with :math:`q` as proposal (Burda et al. 2016),
@@ -67,7 +77,9 @@ __all__ = [
     "BinarizedMNIST",
     "BinaryVAE",
     "ConcreteObjective",
+    "NVILObjective",
     "TrainingRun",
+    "VIMCOObjective",
     "bernoulli_log_prob",
     "evaluate_bound",
     "exact_log_px",
@@ -402,6 +414,117 @@ class ConcreteObjective(nn.Module):
             prior_temperature=self.prior_temperature,
         ).mean()
         return {"loss": -bound, "bound": bound.detach()}
+
+
+# --------------------------------------------------------------------------------- NVIL, VIMCO
+def _discrete_terms(model: BinaryVAE, x: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    r""":math:`\log p(x, b_i)`, :math:`\log q(b_i \mid x)` for :math:`b_i \sim q`: ``(m, B)`` each.
+
+    The codes are sampled without gradient; ``log_q`` is differentiable in the encoder and
+    ``log_p`` in the decoder and the prior.
+    """
+    logits = model.encode(x)
+    b = model.sample_posterior(logits.detach(), m)  # (m, B, N)
+    return model.log_joint(x, b), bernoulli_log_prob(logits, b)
+
+
+class NVILObjective(nn.Module):
+    r"""Train a :class:`BinaryVAE` on the single-sample discrete ELBO with NVIL (m = 1).
+
+    For one code :math:`b \sim q_\phi(b \mid x)` per image the learning signal
+    :math:`l = \log p_{\theta,a}(x, b) - \log q_\phi(b \mid x)` is centred by an
+    input-dependent baseline network :math:`C_\psi(x)` and a running mean :math:`c`, and
+    normalised by a running standard deviation (Mnih & Gregor 2014, Alg. 1; computed by
+    :class:`concrete.estimators.NVIL`, decay :math:`\alpha = 0.8`):
+    :math:`\hat l = (l - C_\psi(x) - c)/\max(1, \sqrt v)`. ``loss(x)`` returns
+    ``{"loss", "elbo"}`` with ``loss`` the negated surrogate averaged over the batch, whose
+    ``.backward()`` gives (as descent directions)
+    :math:`-\nabla_{\theta,a}\log p(x, b)`, :math:`-\hat l\,\nabla_\phi \log q(b\mid x)` and
+    :math:`-\hat l\,\nabla_\psi C_\psi(x)`; ``elbo`` is the batch mean of :math:`l`. The
+    encoder's expected gradient is :math:`\nabla_\phi\,\mathrm{ELBO}/\max(1, \sqrt v)`: unbiased
+    in direction, scaled by the variance normalisation.
+
+    The running moments (and the model's input centring) are updated only in training mode.
+
+    Args:
+        model: the :class:`BinaryVAE`.
+        baseline_hidden: :math:`C_\psi`: ``D → baseline_hidden (tanh) → 1`` (100 tanh units, the
+            baseline of Mnih & Gregor 2014 as described by Gu et al. 2016, Sec. 5); Glorot
+            weights, zero biases.
+        decay: :math:`\alpha` of the running moments.
+        normalise: the variance normalisation.
+    """
+
+    def __init__(
+        self,
+        model: BinaryVAE,
+        *,
+        baseline_hidden: int = 100,
+        decay: float = 0.8,
+        normalise: bool = True,
+    ) -> None:
+        from concrete.estimators import NVIL
+
+        super().__init__()
+        if not isinstance(model, BinaryVAE):
+            raise ValueError(f"model must be a BinaryVAE, got {type(model).__name__}")
+        self.model = model
+        hidden = _positive_int("baseline_hidden", baseline_hidden)
+        baseline = nn.Sequential(
+            nn.Linear(model.n_visible, hidden), nn.Tanh(), nn.Linear(hidden, 1)
+        )
+        _glorot_(baseline)
+        self.nvil = NVIL(baseline, decay=decay, normalise=normalise)
+
+    m = 1
+    name = "nvil m=1"
+
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        """``{"loss", "elbo"}`` for a batch ``x`` ``(B, D)``."""
+        _check_images("x", x, self.model.n_visible)
+        log_p, log_q = _discrete_terms(self.model, x, 1)
+        surrogate = self.nvil.surrogate(log_p[0], log_q[0], x)
+        return {"loss": -surrogate / len(x), "elbo": surrogate.detach() / len(x)}
+
+
+class VIMCOObjective(nn.Module):
+    r"""Train a :class:`BinaryVAE` on the discrete multi-sample bound :math:`\mathcal L_m` (VIMCO).
+
+    For :math:`m` codes :math:`b_i \sim q_\phi(b \mid x)` per image (:math:`m = 5` in the
+    paper's comparison), :math:`\log w_i = \log p(x, b_i) - \log q(b_i \mid x)`,
+    :math:`\hat L = \log\frac1m\sum_i w_i`, and VIMCO's leave-one-out signals
+    :math:`\hat l_i = \hat L - \hat L_{-i}` (the geometric mean of the others in place of
+    :math:`w_i`; Mnih & Rezende 2016, computed by
+    :func:`concrete.estimators.vimco_surrogate`). ``loss(x)`` returns ``{"loss", "bound"}``:
+    ``loss`` the negated surrogate averaged over the batch, whose ``.backward()`` gives minus
+    :math:`\sum_i \hat l_i \nabla_\phi\log q(b_i \mid x) + \sum_i \tilde w_i \nabla\log w_i`
+    (an unbiased estimate of :math:`-\nabla\,\mathbb E\hat L` for encoder, decoder and prior),
+    ``bound`` the batch mean of :math:`\hat L`. ``m >= 2``.
+    """
+
+    def __init__(self, model: BinaryVAE, m: int = 5) -> None:
+        super().__init__()
+        if not isinstance(model, BinaryVAE):
+            raise ValueError(f"model must be a BinaryVAE, got {type(model).__name__}")
+        self.model = model
+        if _positive_int("m", m) < 2:
+            raise ValueError(f"m must be at least 2 for VIMCO's leave-one-out signals, got m={m}")
+        self.m = m
+
+    @property
+    def name(self) -> str:
+        """``"vimco"`` with ``m``, e.g. ``"vimco m=5"``."""
+        return f"vimco m={self.m}"
+
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        """``{"loss", "bound"}`` for a batch ``x`` ``(B, D)``."""
+        from concrete.estimators import vimco_surrogate
+
+        _check_images("x", x, self.model.n_visible)
+        log_p, log_q = _discrete_terms(self.model, x, self.m)
+        log_w = log_p - log_q
+        surrogate = vimco_surrogate(log_w, log_q)
+        return {"loss": -surrogate / len(x), "bound": surrogate.detach() / len(x)}
 
 
 # --------------------------------------------------------------------------------- evaluation
