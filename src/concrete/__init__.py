@@ -4,6 +4,7 @@ The library behind *The Concrete Distribution* book.
 """
 
 from concrete import estimators
+from concrete.binary_vae import BinaryVAE
 from concrete.device import get_device, seed_everything
 from concrete.distributions import BinaryConcrete, Concrete, ExpConcrete, LogitBinaryConcrete
 from concrete.estimators import estimate_gradient, exact_gradient
@@ -28,5 +29,6 @@ __all__ = [
     "estimators",
     "estimate_gradient",
     "exact_gradient",
+    "BinaryVAE",
 ]
 __version__ = "0.1.0"
