@@ -19,6 +19,15 @@ running mean :math:`\bar x` (App. D.4). Two architectures (:data:`ARCHITECTURES`
   :math:`\ell(x) = W(x - \bar x) + c`, :math:`\eta(s) = V s + d`;
 * ``"nonlinear"`` -- "200H∼784V": two tanh layers of ``hidden`` (200) units in the encoder
   (:math:`D \to 200 \to 200 \to N`) and in the decoder (:math:`N \to 200 \to 200 \to D`).
+  App. D.1 sizes the tanh layers "the same size as the preceding stochastic layer in the
+  computation graph": 200 for the decoder; we read it the same way for the encoder (the
+  architectures of Burda et al. 2016, which App. D says these follow, use equal widths both
+  ways) -- ``hidden`` changes it.
+
+App. D.4 centres "the layers of the inference network" by a running mean (rate 0.9) that is
+subtracted, without gradient, before a layer is used and not updated in evaluation; with one
+stochastic layer the only layer the inference network reads is the image, so that is what is
+centred here.
 
 Initialisation (App. D.3, D.5): weights by Glorot & Bengio's uniform heuristic, every bias 0
 except the decoder's output bias :math:`d`, set to the logit of the training-pixel means.
