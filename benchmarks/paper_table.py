@@ -32,6 +32,10 @@ The record ``<out-dir>/<arch>_<objective>_lr<lr>_s<seed>.json`` holds the curve 
 training seconds without evaluation, test/train/valid −L_k, mean training loss) and is
 rewritten after every evaluation; ``<out-dir>/checkpoints/`` holds the state to resume from
 (``--resume``, default on: a finished run returns at once).
+
+``--compare-k 1000 10000`` evaluates a cell's checkpoint instead of training: −L_k for each k
+on ``--compare-n`` other random test images (seed 1), the same codes seed for every k, and the
+mean ± s.e. of the per-image difference; record ``<tag>_compare_k.json``.
 """
 
 from __future__ import annotations
@@ -149,6 +153,37 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     return record
 
 
+def compare_k(args: argparse.Namespace, arch: str, objective: str) -> dict:
+    """−L_k for several k on the same random test images, from a cell's checkpoint."""
+    torch.set_num_threads(args.threads)
+    data = load_binarized_mnist()
+    lr = args.lr if args.lr is not None else PAPER_LR[arch]
+    tag = f"{arch}_{objective}_lr{lr:g}_s{args.seed}"
+    state = torch.load(args.out_dir / "checkpoints" / f"{tag}.pt", weights_only=False)
+    obj = make_objective(arch, objective, data.pixel_means)
+    obj.load_state_dict(state["objective"])
+    images = random_subset(data.test, args.compare_n, seed=1)  # not the curve's images
+    rows = {}
+    for k in args.compare_k:
+        res = evaluate_bound(obj.model, images, k=k, chunk=200,
+                             generator=torch.Generator().manual_seed(7))
+        rows[k] = res
+        print(f"{tag} step {state['step']}: {res} ({res.seconds:.1f} s)", flush=True)
+    k0, k1 = args.compare_k[0], args.compare_k[-1]
+    diff = rows[k1].iw - rows[k0].iw
+    record = {
+        "script": "benchmarks/paper_table.py --compare-k", "cell": tag, "step": state["step"],
+        "n": args.compare_n, "subset_seed": 1, "data": data.source,
+        "neg_lk": {str(k): round(r.neg_log_px, 3) for k, r in rows.items()},
+        "seconds": {str(k): round(r.seconds, 1) for k, r in rows.items()},
+        f"L{k1}_minus_L{k0}_mean": round(float(diff.mean()), 3),
+        f"L{k1}_minus_L{k0}_stderr": round(float(diff.std() / len(diff) ** 0.5), 3),
+    }
+    print(json.dumps(record), flush=True)
+    (args.out_dir / f"{tag}_compare_k.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", choices=sorted(PAPER_NAMES), default="nonlinear")
@@ -165,11 +200,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--no-resume", dest="resume", action="store_false")
+    ap.add_argument("--compare-k", type=int, nargs="+", default=None,
+                    help="instead of training: -L_k for these k from the cell's checkpoint")
+    ap.add_argument("--compare-n", type=int, default=200)
     args = ap.parse_args()
     cells = ([(a, o) for a in ("linear", "nonlinear") for o in OBJECTIVES] if args.all
              else [(args.arch, args.objective)])
     for arch, objective in cells:
-        run_cell(args, arch, objective)
+        if args.compare_k:
+            compare_k(args, arch, objective)
+        else:
+            run_cell(args, arch, objective)
 
 
 if __name__ == "__main__":
