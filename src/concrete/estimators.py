@@ -304,11 +304,6 @@ def _hard(z: Tensor, kind: str) -> Tensor:
     return _one_hot_argmax(z) if kind == "categorical" else (z > 0).to(z.dtype)
 
 
-def _log1mexp(a: Tensor) -> Tensor:
-    """log(1 - exp(a)) for a < 0, accurate on both sides of -log 2."""
-    return torch.where(a > -math.log(2.0), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
-
-
 def conditional_gumbel(
     logits: Tensor, b: Tensor, *, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -369,8 +364,15 @@ def conditional_logistic(
         U' = \begin{cases} 1 - p\,(1 - V) & b = 1 \\ V (1 - p) & b = 0 \end{cases},
         \qquad \tilde z = \theta + \log U' - \log(1 - U'),
 
-    evaluated in log space (:math:`\log(1-U') = \log\sigma(\theta) + \log(1-V)` for
-    :math:`b = 1`, :math:`\log U' = \log V + \log\sigma(-\theta)` for :math:`b = 0`).
+    which simplifies to
+
+    .. math::
+
+        \tilde z = \log\big(1 + e^{\theta} V\big) - \log(1 - V) \;(b = 1), \qquad
+        \tilde z = \log(1 - V) - \log\big(1 + e^{-\theta} V\big) \;(b = 0),
+
+    evaluated with ``softplus`` and ``log1p``: each term has the sign of the truncation, so
+    :math:`\mathbb{1}[\tilde z > 0] = b` holds in floating point too.
 
     Args:
         logits: ``(*batch)``.
@@ -392,12 +394,8 @@ def conditional_logistic(
         )
     v = _uniform(b.shape, dtype=logits.dtype, device=logits.device, generator=generator)
     log_v, log_1mv = v.log(), torch.log1p(-v)
-    ls_pos, ls_neg = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
-    # b = 1: log(1 - U') = log p + log(1 - V); b = 0: log U' = log V + log(1 - p).
-    log_1mu1 = ls_pos + log_1mv
-    z1 = logits + _log1mexp(log_1mu1) - log_1mu1
-    log_u0 = log_v + ls_neg
-    z0 = logits + log_u0 - _log1mexp(log_u0)
+    z1 = nn.functional.softplus(logits + log_v) - log_1mv  # > 0: softplus > 0, -log(1-V) > 0
+    z0 = log_1mv - nn.functional.softplus(log_v - logits)  # < 0 (mirror image)
     return torch.where(b > 0.5, z1, z0)
 
 
@@ -913,10 +911,18 @@ def _control_estimate(
         raise ValueError(
             f"control must return the shape of f(b), {tuple(fb.shape)}, got {tuple(c_z.shape)}"
         )
-    lp = _event_sum(log_prob(theta, b, kind=kind), d)
-    obj = ((fb.detach() - c_cond.detach()) * lp + c_z - c_cond).mean(0).sum()
+    # score term, grad log p(b) = b - E[b] in closed form, so that the weight f(b) - c(z~)
+    # keeps its graph to the control's parameters (RELAX differentiates the estimate in them)
+    weight = _expand_event(fb.detach() - c_cond, len(batch))
+    mean = torch.softmax(theta, -1) if kind == "categorical" else torch.sigmoid(theta)
+    if kind == "categorical":
+        weight = weight.unsqueeze(-1)
+    score = (weight * (b - mean.detach())).mean(0)
     with torch.enable_grad():
-        (g,) = torch.autograd.grad(obj, theta, create_graph=create_graph)
+        (reparam,) = torch.autograd.grad(
+            (c_z - c_cond).mean(0).sum(), theta, create_graph=create_graph
+        )
+    g = score + reparam
     return g, fb, theta
 
 
@@ -1257,7 +1263,12 @@ def vimco_learning_signals(log_w: Tensor) -> Tensor:
     """
     if not isinstance(log_w, Tensor) or log_w.dim() == 0 or not log_w.dtype.is_floating_point:
         raise ValueError(f"log_w must be a floating tensor (K, *batch), got log_w={log_w!r}")
-    k = _check_samples(log_w.shape[0], "K = log_w.shape[0] (for VIMCO)", 2)
+    k = log_w.shape[0]
+    if k < 2:
+        raise ValueError(
+            f"VIMCO needs K >= 2 samples, got log_w of shape {tuple(log_w.shape)} "
+            f"(K = log_w.shape[0] = {k})"
+        )
     _check_finite("log_w", log_w.detach())
     lw = log_w.detach()
     total = torch.logsumexp(lw, 0) - math.log(k)
