@@ -320,7 +320,9 @@ def conditional_gumbel(
         \tilde z_k = \log\textstyle\sum_j e^{\theta_j} - \log E_k, \qquad
         \tilde z_i = -\log\big(e^{-\tilde z_k} + E_i e^{-\theta_i}\big) \quad (i \ne k),
 
-    computed as ``-logaddexp(-z_k, log E_i - θ_i)`` (finite for any finite logits). Then
+    computed as :math:`\tilde z_i = \theta_i - \log(E_i + E_k\,p_i)`,
+    :math:`p = \operatorname{softmax}(\theta)` (the same number; finite for any finite logits,
+    as :math:`E_i > 0`). Then
     :math:`\arg\max_j \tilde z_j = k` always, and drawing :math:`b \sim p_\theta` first and
     :math:`\tilde z` second reproduces the joint law of :math:`(b, z)`.
 
@@ -343,11 +345,12 @@ def conditional_gumbel(
             f"got b of shape {tuple(getattr(b, 'shape', ()))}"
         )
     e = sample_exponential(b.shape, dtype=logits.dtype, device=logits.device, generator=generator)
-    log_e = e.log()
-    top = torch.logsumexp(logits, -1, keepdim=True) - log_e  # candidate value of the maximum
-    z_k = (top * b).sum(-1, keepdim=True)  # the maximum, at the sampled class
-    others = -torch.logaddexp(-z_k, log_e - logits)
-    return torch.where(b > 0.5, z_k, others)
+    idx = b.argmax(-1, keepdim=True)
+    e_k = e.gather(-1, idx)  # (..., 1)
+    lse = torch.logsumexp(logits, -1, keepdim=True)
+    # z_i = theta_i - log(E_i + E_k p_i): the same value as -log(e^{-z_k} + E_i e^{-theta_i})
+    others = logits - torch.addcmul(e, e_k, torch.softmax(logits, -1)).log()
+    return others.scatter(-1, idx, (lse - e_k.log()).expand(idx.shape))
 
 
 def conditional_logistic(
