@@ -514,6 +514,39 @@ def test_surrogate_backward_fills_logits_and_f_parameters(name, kind, kw):
     assert scale.grad is not None and torch.isfinite(scale.grad) and scale.grad != 0
 
 
+@pytest.mark.parametrize(
+    "name,kind,args",
+    [
+        ("reinforce", "categorical", 0),
+        ("rebar", "categorical", 0),
+        ("relax", "bernoulli", 1),
+        ("arm", "bernoulli", 0),
+        ("gumbel_rao", "categorical", 0),
+    ],
+)
+def test_gradient_reaches_an_encoder_through_the_logits(name, kind, args):
+    """logits = encoder(x) (not a leaf): the encoder's .grad is J^T g for the same noise."""
+    torch.manual_seed(0)
+    out = 3 * 4 if kind == "categorical" else 3
+    enc = nn.Linear(5, out).to(DT)
+    x = torch.randn(6, 5, dtype=DT)
+    shape = (6, 3, 4) if kind == "categorical" else (6, 3)
+    w = torch.linspace(-1, 1, shape[-1], dtype=DT)
+
+    def f(b):
+        s = (b * w).sum((-1, -2)) if kind == "categorical" else (b * w).sum(-1)
+        return torch.sin(s)
+
+    extra = (E.RelaxControl(f, kind=kind).to(DT),) if args else ()
+    logits = enc(x).reshape(shape)
+    E.ESTIMATORS[name](logits, f, *extra, kind=kind, samples=3, generator=gen(75)).backward()
+    g = E.estimate_gradient(
+        name, logits.detach(), f, *extra, kind=kind, samples=3, generator=gen(75)
+    )
+    (expected,) = torch.autograd.grad(enc(x).reshape(shape), enc.weight, g)
+    torch.testing.assert_close(enc.weight.grad, expected)
+
+
 def test_surrogate_value_is_the_monte_carlo_objective():
     theta = torch.randn(5, 3, dtype=DT, generator=gen(73), requires_grad=True)
     f = lambda b: (b * torch.arange(3, dtype=DT)).sum(-1)  # noqa: E731

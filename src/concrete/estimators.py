@@ -35,21 +35,22 @@ for a categorical :math:`b` (one-hot over the last dimension, :math:`n` classes,
 
 **The estimators** (:data:`ESTIMATORS` maps names to functions):
 
-========================  =======================  ==============================================
-name                      function                 unbiased?
-========================  =======================  ==============================================
-``"exact"``               :func:`exact`            the exact gradient (enumeration)
-``"reinforce"``           :func:`score_function`   yes (Williams 1992); baselines none/EMA/const
-``"rloo"``                :func:`score_function`   yes, leave-one-out baseline (Kool et al. 2019)
-``"straight_through"``    :func:`straight_through` no (Bengio et al. 2013)
-``"gumbel_softmax"``      :func:`gumbel_softmax_estimator`  no: gradient of the relaxed objective
-``"st_gumbel_softmax"``   :func:`st_gumbel_softmax`  no (Jang et al. 2017)
-``"gumbel_rao"``          :func:`gumbel_rao`       no; lower variance than ST-GS (Paulus et al.)
-``"rebar"``               :func:`rebar`            yes (Tucker et al. 2017)
-``"relax"``               :func:`relax`            yes, learned control variate (Grathwohl 2018)
-``"arm"``                 :func:`arm`              yes, Bernoulli only (Yin & Zhou 2019)
-``"disarm"``              :func:`disarm`           yes, Bernoulli only (Dong et al. 2020)
-========================  =======================  ==============================================
+* ``"exact"`` -- :func:`exact`: the exact gradient by enumeration (small spaces);
+* ``"reinforce"`` -- :func:`score_function`: unbiased (Williams 1992); baselines none, EMA
+  (:class:`EMABaseline`) or a constant;
+* ``"rloo"`` -- :func:`score_function` with ``baseline="loo"``: unbiased, leave-one-out
+  baseline over the K samples (Kool et al. 2019);
+* ``"straight_through"`` -- :func:`straight_through`: biased (Bengio et al. 2013);
+* ``"gumbel_softmax"`` -- :func:`gumbel_softmax_estimator`: biased, the gradient of the
+  relaxed objective (Jang et al. 2017; Maddison et al. 2017);
+* ``"st_gumbel_softmax"`` -- :func:`st_gumbel_softmax`: biased (Jang et al. 2017);
+* ``"gumbel_rao"`` -- :func:`gumbel_rao`: biased like ST-GS, lower variance
+  (Paulus, Maddison & Krause 2021);
+* ``"rebar"`` -- :func:`rebar`: unbiased (Tucker et al. 2017);
+* ``"relax"`` -- :func:`relax`: unbiased, learned control variate (Grathwohl et al. 2018);
+* ``"arm"`` -- :func:`arm`: unbiased, Bernoulli only (Yin & Zhou 2019);
+* ``"disarm"`` -- :func:`disarm`: unbiased, Bernoulli only, never more variance than ARM
+  (Dong, Mnih & Tucker 2020);
 
 plus the learning signals of NVIL (:class:`NVIL`, Mnih & Gregor 2014) and VIMCO
 (:func:`vimco_learning_signals`, :func:`vimco_surrogate`, Mnih & Rezende 2016) for
