@@ -33,6 +33,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 #: What the book needs to render (everything _quarto.yml refers to).
 BOOK_PATHS = (
+    ".gitignore",  # Quarto adds /.quarto/ to it unless it is there: a dirty clone
     "_quarto.yml",
     "index.qmd",
     "references.qmd",
@@ -100,7 +101,8 @@ def book_files() -> list[str]:
     """Every page source of the book in reading order (``_quarto.yml``: chapters, appendices)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_site_exec", ROOT / "scripts/execute_chapters.py")
+    script = ROOT / "scripts" / "execute_chapters.py"
+    spec = importlib.util.spec_from_file_location("_site_exec", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.book_files(ROOT / "_quarto.yml")
@@ -130,7 +132,7 @@ class RenderedSite:
         return _soup(str(self.site / page))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _soup(path: str):
     from bs4 import BeautifulSoup
 
@@ -164,6 +166,16 @@ def render(quarto: str, project: Path, *args: str, env: dict | None = None) -> t
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+#: The one warning allowed, and why: Quarto 1.7 maps Observable JS blocks to source line
+#: numbers only for .qmd sources (execute/ojs/annotate-source.ts returns none for a notebook),
+#: so every ``{ojs}`` block in a chapter notebook logs this. It changes nothing in the page,
+#: only the line numbers an OJS syntax error would report.
+ALLOWED_WARNINGS = ("OJS block count mismatch. Line number reporting is likely to be wrong",)
+
+
 def warnings_in(log: str) -> list[str]:
-    """Lines of a Quarto render log that are warnings (``WARN``/``WARNING``)."""
-    return [line for line in ANSI.sub("", log).splitlines() if re.search(r"\bWARN", line)]
+    """Lines of a Quarto render log that are warnings (``WARN``/``WARNING``), but the allowed."""
+    return [
+        line for line in ANSI.sub("", log).splitlines()
+        if re.search(r"\bWARN", line) and not any(ok in line for ok in ALLOWED_WARNINGS)
+    ]

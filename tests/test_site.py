@@ -117,7 +117,8 @@ def test_every_cross_reference_became_a_link(rendered_site, label_pages, source)
             home = label_pages.get(label)
             if home is None:
                 continue
-            if target == home and (fragment == label or (not fragment and label.startswith("sec-"))):
+            chapter_link = not fragment and label.startswith("sec-")
+            if target == home and (fragment == label or chapter_link):
                 linked[label] = linked.get(label, 0) + 1
     missing = {lab: n - linked.get(lab, 0) for lab, n in written.items() if linked.get(lab, 0) < n}
     unknown = sorted(lab for lab in written if lab not in label_pages)
@@ -156,8 +157,9 @@ def test_images_resolve_and_no_stderr_or_placeholder(rendered_site, page):
         assert target is not None, f"{page}: <img> from outside the site: {src}"
         assert (rendered_site.site / target).is_file(), f"{page}: <img src={src!r}> has no file"
     stderr = soup.select(".cell-output-stderr")
-    assert not stderr, f"{page}: {len(stderr)} stderr outputs, first: {stderr[0].get_text()[:200]}"
-    urls = [el.get(attr, "") for attr in ("href", "src") for el in soup.find_all(attrs={attr: True})]
+    first = stderr[0].get_text()[:200] if stderr else ""
+    assert not stderr, f"{page}: {len(stderr)} stderr outputs, first: {first}"
+    urls = [el.get(a, "") for a in ("href", "src") for el in soup.find_all(attrs={a: True})]
     bad = [u for u in urls if PLACEHOLDERS.search(u)]
     assert not bad, f"{page}: placeholder URLs reach the page: {sorted(set(bad))}"
 
@@ -232,3 +234,13 @@ def test_search_index_covers_every_page(rendered_site):
     assert not missing, f"search.json has no entry for {missing}"
     text = " ".join(e.get("text", "") for e in entries).lower()
     assert "straight-through" in text
+
+
+def test_render_leaves_gitignore_alone(rendered_site):
+    """Quarto appends ``/.quarto/`` to ``.gitignore`` unless the file lists it that way."""
+    if not rendered_site.log:
+        pytest.skip("CONCRETE_SITE_DIR: a site rendered before")
+    after = (rendered_site.project / ".gitignore").read_text(encoding="utf-8")
+    assert after == (ROOT / ".gitignore").read_text(encoding="utf-8"), (
+        "quarto render changed .gitignore (make book would leave the clone dirty)"
+    )
