@@ -41,6 +41,7 @@ BOOK_PATHS = (
     "chapters",
     "figures",
     "filters",
+    "styles",
 )
 #: Where Quarto's book puts the site, relative to the project (``project.output-dir``).
 OUTPUT_DIR = "_book"
