@@ -48,17 +48,21 @@ def open_page(browser, site_server, mathjax_dir):
 
     cache: dict = {}
 
-    def _open(page: str, width: int = 1280, fresh: bool = False):
-        # read-only checks share one loaded tab per (page, width); interactive ones get a new tab
+    def no_math(r):
+        return r.abort() if r.request.url.startswith(MATHJAX_CDN) else route(r)
+
+    def _open(page: str, width: int = 1280, fresh: bool = False, math: bool = True):
+        # read-only checks share one loaded tab per (page, width); interactive ones get a new
+        # tab, without MathJax when they do not look at math (faster)
         if not fresh and (page, width) in cache:
             return cache[page, width]
         context = browser.new_context(viewport={"width": width, "height": 900})
         tab = context.new_page()
-        tab.route("**/*", route)
+        tab.route("**/*", route if math else no_math)
         errors: list[str] = []
         tab.on("pageerror", lambda exc: errors.append(str(exc)))
         tab.goto(site_server + page, wait_until="load")
-        if tab.evaluate("() => !!document.querySelector('.math, script[src*=mathjax]')"):
+        if math and tab.evaluate("() => !!document.querySelector('.math, script[src*=mathjax]')"):
             tab.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
             tab.evaluate("() => MathJax.startup.promise")
         tab.errors = errors
@@ -203,7 +207,7 @@ def test_figure_text_readable_at_1280px(open_page, rendered_site, page):
 
 # --------------------------------------------------------------------------- navigation
 def test_light_dark_toggle_switches_theme(open_page):
-    tab = open_page(PAGES[0], fresh=True)
+    tab = open_page(PAGES[0], fresh=True, math=False)
     before = tab.evaluate("() => [document.body.className, getComputedStyle(document.body).backgroundColor]")
     tab.click(".quarto-color-scheme-toggle")
     after = tab.evaluate("() => [document.body.className, getComputedStyle(document.body).backgroundColor]")
@@ -215,7 +219,7 @@ def test_light_dark_toggle_switches_theme(open_page):
 
 
 def test_search_finds_straight_through(open_page):
-    tab = open_page(PAGES[0], fresh=True)
+    tab = open_page(PAGES[0], fresh=True, math=False)
     tab.click("#quarto-search .aa-DetachedSearchButton, #quarto-search button, #quarto-search")
     box = tab.locator("input.aa-Input").first
     box.fill("straight-through")
@@ -226,7 +230,7 @@ def test_search_finds_straight_through(open_page):
 
 
 def test_prev_next_walk_the_book_in_order(open_page, site_server):
-    tab = open_page(PAGES[0], fresh=True)
+    tab = open_page(PAGES[0], fresh=True, math=False)
     def here() -> str:
         path = tab.url[len(site_server):].split("#")[0]
         return path + "index.html" if path == "" or path.endswith("/") else path
