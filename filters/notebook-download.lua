@@ -26,7 +26,9 @@ function Pandoc(doc)
     { pandoc.Str("Download this notebook"), pandoc.Space(), pandoc.Code(name) },
     name,
     "Download the Jupyter notebook of this chapter (run it with .venv/bin/jupyter lab)",
-    pandoc.Attr("", { "notebook-download" }, { { "download", name } })
+    -- data-noresolveinput: Quarto (>= 1.5) would otherwise rewrite a link to the input
+    -- notebook into a link to the rendered page, and "download" would save HTML as .ipynb
+    pandoc.Attr("", { "notebook-download" }, { { "download", name }, { "data-noresolveinput", "" } })
   )
   local para = pandoc.Div({ pandoc.Para({ link }) }, pandoc.Attr("", { "notebook-download-box" }))
   -- after the chapter title (the first level-1 heading), else at the top

@@ -93,3 +93,83 @@ def book_script() -> ModuleType:
 def root() -> Path:
     """The repository root."""
     return ROOT
+
+
+# --------------------------------------------------------------------------- the rendered site
+# One render per test session (tests/test_site.py and tests/test_browser.py share it); see
+# tests/book_site.py for how Quarto, Chromium and MathJax are found.
+@pytest.fixture(scope="session")
+def rendered_site(tmp_path_factory):
+    """The book rendered by ``quarto render --to html`` into a temporary copy of the repo.
+
+    ``CONCRETE_SITE_DIR=<folder>`` reuses a site rendered before (while editing the tests;
+    the render-log test then skips).
+    """
+    import time
+
+    import book_site
+
+    prerendered = os.environ.get("CONCRETE_SITE_DIR")
+    if prerendered:
+        return book_site.RenderedSite(Path(prerendered), Path(prerendered), "", 0.0)
+    quarto = book_site.find_quarto()
+    if quarto is None:
+        book_site.skip_or_fail(
+            "quarto not installed (conda-forge `quarto`, `pip install -e '.[site]'`, "
+            "https://quarto.org): the rendered site is not tested"
+        )
+    project = book_site.copy_book(tmp_path_factory.mktemp("book"))
+    start = time.perf_counter()
+    code, log = book_site.render(quarto, project)
+    seconds = time.perf_counter() - start
+    assert code == 0, f"quarto render failed:\n{log}"
+    return book_site.RenderedSite(project, project / book_site.OUTPUT_DIR, log, seconds)
+
+
+@pytest.fixture(scope="session")
+def site_server(rendered_site):
+    """The rendered site served over HTTP on 127.0.0.1 (a free port); yields the base URL."""
+    import functools as _functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = _functools.partial(Quiet, directory=str(rendered_site.site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (the system package) under Playwright; no browser download."""
+    import book_site
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        book_site.skip_or_fail("playwright is not installed (pip install -e '.[dev]')")
+    chromium = book_site.find_chromium()
+    if chromium is None:
+        book_site.skip_or_fail("no chromium executable (Debian: apt-get install chromium)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def mathjax_dir():
+    """A local MathJax 3 copy that the browser tests serve in place of the CDN."""
+    import book_site
+
+    path = book_site.find_mathjax()
+    if path is None:
+        book_site.skip_or_fail("no local MathJax 3 (npm install mathjax@3, or CONCRETE_MATHJAX)")
+    return path
