@@ -21,7 +21,14 @@ Cases
   is an autograd Function with a hand-derived backward, no compiler) and ours fused
   (``Concrete.rsample_and_log_prob``: sample and closed-form log-density in one pass).
 * ``exp rsample+log_prob``: ``ExpRelaxedCategorical`` vs ``ExpConcrete`` (eager, fused).
+* ``api rsample+log_prob``: the plain public API with default arguments, as a reader writes it:
+  ``d = Concrete(0.5, logits=logits); x = d.rsample(); d.log_prob(x)`` (validation on: our
+  constructor checks the parameters) against ``RelaxedOneHotCategorical`` with
+  ``validate_args=False`` (the cheapest torch can be; its validation rejects its own samples
+  at n = 1000).
 * ``gumbel_softmax``: ``torch.nn.functional.gumbel_softmax`` vs ``concrete.gumbel_softmax``.
+
+``--threads 1 2`` runs the whole table once per intra-op thread count, in one process.
 """
 
 from __future__ import annotations
@@ -89,6 +96,11 @@ def _cases(n: int) -> dict[str, dict[str, Callable[[], None]]]:
         x = d.rsample()
         ((x * w).sum() + d.log_prob(x).sum()).backward()
 
+    def ours_api() -> None:
+        d = Concrete(TEMPERATURE, logits=logits)
+        x = d.rsample()
+        ((x * w).sum() + d.log_prob(x).sum()).backward()
+
     def ours_fused() -> None:
         x, lp = Concrete(TEMPERATURE, logits=logits, validate_args=False).rsample_and_log_prob()
         ((x * w).sum() + lp.sum()).backward()
@@ -120,6 +132,7 @@ def _cases(n: int) -> dict[str, dict[str, Callable[[], None]]]:
             "ours": ours_rsample_lp,
             "ours fused": ours_fused,
         },
+        "api rsample+log_prob": {"torch": torch_rsample_lp, "ours": ours_api},
         "exp rsample+log_prob": {
             "torch": torch_exp_lp,
             "ours": ours_exp_lp,
@@ -137,17 +150,23 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
+        nargs="+",
         default=None,
-        help="torch intra-op threads (1 is far less noisy when other processes use the cores)",
+        help="torch intra-op thread counts, one table each (1 is far less noisy under load)",
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     rounds = args.rounds or (5 if args.quick else 15)
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        _table(args.sizes, rounds)
+
+
+def _table(sizes: list[int], rounds: int) -> None:
+    """One Markdown table of times and ratios at the current thread count."""
     torch.manual_seed(0)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, python {platform.python_version()}"
     )
     print(
@@ -157,7 +176,7 @@ def main() -> None:
     )
     print("| case | n | torch ms | ours ms | ratio | ours fused ms | fused ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for n in args.sizes:
+    for n in sizes:
         inner = max(1, 400 // n)
         for case, fns in _cases(n).items():
             t = _time_rounds(fns, rounds, inner)
