@@ -42,7 +42,7 @@ from torch.distributions import transforms as _transforms
 from torch.distributions.utils import lazy_property
 
 from concrete.gumbel import _HALF_TYPES, _check_finite, _uniform
-from concrete.relaxed import _concrete_sample, _ExpConcreteLogProb, validate_temperature
+from concrete.relaxed import _apply, _concrete_sample, _ExpConcreteLogProb, validate_temperature
 
 __all__ = [
     "ExpConcrete",
@@ -338,8 +338,8 @@ def _log_kappa(logits: Tensor, temperature: Tensor | float, value: Tensor, simpl
     """:func:`exp_concrete_log_prob`, minus ``value.sum(-1)`` if ``simplex`` (one Function)."""
     if isinstance(temperature, Tensor):
         lam = temperature.unsqueeze(-1) if temperature.dim() > 0 else temperature.reshape(1)
-        return _ExpConcreteLogProb.apply(logits, lam, value, None, simplex)[0]
-    return _ExpConcreteLogProb.apply(logits, None, value, float(temperature), simplex)[0]
+        return _apply(_ExpConcreteLogProb, logits, lam, value, None, simplex)[0]
+    return _apply(_ExpConcreteLogProb, logits, None, value, float(temperature), simplex)[0]
 
 
 def logit_binary_concrete_log_prob(

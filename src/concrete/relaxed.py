@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from concrete.gumbel import _check_finite, _float_input, sample_exponential
+from concrete.gumbel import _check_finite, _float_input, _is_batched, sample_exponential
 
 __all__ = ["gumbel_softmax", "validate_temperature"]
 
@@ -74,6 +74,8 @@ def validate_temperature(
             else (t.dtype if t.dtype.is_floating_point else torch.get_default_dtype())
         )
         t = t.to(dtype=target, device=device if device is not None else t.device)
+        if _is_batched(t):  # inside torch.func.vmap: no data-dependent check possible
+            return t
         ok = torch.isfinite(t) & (t > 0)
         if not bool(ok.all()):
             bad = t.detach()[~ok][:8].tolist()
@@ -108,13 +110,49 @@ def _log_softmax(z: Tensor, inplace: bool = False) -> Tensor:
     return zs.sub_(lse)
 
 
-def _log_softmax_backward(grad: Tensor, y: Tensor) -> Tensor:
-    """grad - exp(y) * grad.sum(-1): the backward of log_softmax over the last dim."""
+def _log_softmax_backward(grad: Tensor, y: Tensor, x: Tensor | None = None) -> Tensor:
+    """grad - exp(y) * grad.sum(-1): the backward of log_softmax over the last dim.
+
+    ``x``: ``exp(y)`` if the caller has it (saves an exponential in the composite form)."""
     if y.shape[-1] >= _FUSED_MIN_CLASSES:
         return torch._log_softmax_backward_data(grad, y, -1, y.dtype)
-    return grad - y.exp() * grad.sum(-1, keepdim=True)
+    return grad - (y.exp() if x is None else x) * grad.sum(-1, keepdim=True)
 
 
+def _with_eager_twin(cls: type[Function]) -> type[Function]:
+    """Give a ``setup_context``-style autograd Function a classic ``forward(ctx, ...)`` twin.
+
+    ``torch.func`` transforms need the ``setup_context`` form, but calling such a Function
+    costs a signature binding (``inspect.signature``) per call -- tens of microseconds, a large
+    share of a small batch. :func:`_apply` uses the twin (same forward, same backward) when no
+    ``torch.func`` transform is active and nothing is being compiled.
+    """
+
+    def forward(ctx, *args):
+        out = cls.forward(*args)
+        cls.setup_context(ctx, args, out)
+        return out
+
+    cls._eager = type(
+        cls.__name__ + "Eager",
+        (Function,),
+        {
+            "forward": staticmethod(forward),
+            "backward": staticmethod(cls.backward),
+            "__doc__": f"Classic-form twin of :class:`{cls.__name__}` (see _with_eager_twin).",
+        },
+    )
+    return cls
+
+
+def _apply(cls: type[Function], *args):
+    """``cls.apply(*args)``, through the eager twin unless ``torch.func``/``torch.compile``."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return cls.apply(*args)
+    return cls._eager.apply(*args)
+
+
+@_with_eager_twin
 class _ConcreteSampler(Function):
     r"""Relaxed sample (and optionally its log-density) in one pass, with a hand-derived backward.
 
@@ -198,7 +236,7 @@ class _ConcreteSampler(Function):
             bar = (-g1).expand_as(y) if bar is None else bar - g1
         gl = None
         if bar is not None:
-            gl = _log_softmax_backward(bar, y)
+            gl = _log_softmax_backward(bar, y, x)
             gl = gl.div_(scale) if lam is None else gl / lam
         grad_logits = grad_lam = None
         if ctx.needs_input_grad[0]:
@@ -241,14 +279,17 @@ def _concrete_sample(
     lp_noise = log_e.sum(-1).sub_(log_sum_e, alpha=shape[-1]) if with_lp else None
     if isinstance(temperature, Tensor):
         lam = temperature.unsqueeze(-1) if temperature.dim() > 0 else temperature.reshape(1)
-        out = _ConcreteSampler.apply(logits, lam, log_e, lp_noise, None, simplex)
+        out = _apply(_ConcreteSampler, logits, lam, log_e, lp_noise, None, simplex)
     else:
-        out = _ConcreteSampler.apply(logits, None, log_e, lp_noise, float(temperature), simplex)
+        out = _apply(
+            _ConcreteSampler, logits, None, log_e, lp_noise, float(temperature), simplex
+        )
     if log_e.dtype != dtype:  # half types: computed in float32, returned in the input dtype
         out = tuple(o.to(dtype) for o in out) if isinstance(out, tuple) else out.to(dtype)
     return out
 
 
+@_with_eager_twin
 class _ExpConcreteLogProb(Function):
     r"""ExpConcrete log-density with a hand-derived backward (one pass each way).
 
@@ -304,17 +345,18 @@ class _ExpConcreteLogProb(Function):
         g = glp.unsqueeze(-1)
         if n >= _FUSED_MIN_CLASSES:
             gs = torch._log_softmax_backward_data(g.expand_as(ls), ls, -1, ls.dtype)
-        elif higher:
+        elif higher:  # out of place: exp's output is needed by its own backward
             gs = (1.0 - n * ls.exp()) * g
         else:
-            gs = ls.exp().mul_(-n).add_(1.0) * g
+            gs = ls.exp().mul_(-n).add_(1.0) * g  # (1 - n p) g; in place on a new tensor
         grad_logits = grad_value = grad_lam = None
         if ctx.needs_input_grad[0]:
             grad_logits = gs.sum_to_size(logits_shape)
         if ctx.needs_input_grad[2]:
-            grad_value = gs * -scale if lam is None else gs * lam.neg()
-            if simplex:
-                grad_value = grad_value - g
+            if lam is None:  # -scale gs, minus g for the simplex term (one pass)
+                grad_value = gs * -scale - g if simplex else gs * -scale
+            else:
+                grad_value = gs * lam.neg() - g if simplex else gs * lam.neg()
             grad_value = grad_value.sum_to_size(value_shape)
         if lam is not None and ctx.needs_input_grad[1]:
             grad_lam = (g * ((n - 1) / lam) - (gs * value).sum(-1, keepdim=True)).sum_to_size(
@@ -323,6 +365,7 @@ class _ExpConcreteLogProb(Function):
         return grad_logits, grad_lam, grad_value, None, None
 
 
+@_with_eager_twin
 class _StraightThrough(Function):
     """Forward: the exact one-hot vector of ``argmax(soft)`` (first maximiser on ties), a new
     tensor. Backward: the gradient goes to ``soft`` unchanged (straight-through)."""
@@ -404,7 +447,7 @@ def gumbel_softmax(
     soft = _concrete_sample(
         moved, temp, moved.shape, simplex=True, with_lp=False, generator=generator
     )[0]
-    out = _StraightThrough.apply(soft) if hard else soft
+    out = _apply(_StraightThrough, soft) if hard else soft
     if dim != last:
         out = out.movedim(-1, dim)
     return out.to(out_dtype) if out.dtype != out_dtype else out
