@@ -25,10 +25,38 @@ Differences from ``torch.distributions`` (``ExpRelaxedCategorical``,
 * ``rsample_and_log_prob`` returns a sample and its log-density from one fused pass with a
   hand-derived backward (faster, and exact where ``log_prob(rsample())`` loses precision);
 * ``mean``/``variance`` raise ``NotImplementedError`` unless a closed form exists;
-* bad parameters raise ``ValueError`` naming the argument and the value.
+* bad parameters raise ``ValueError`` naming the argument and the value;
+* ``probs`` that do not sum to one raise ``ValueError`` (torch's ``RelaxedOneHotCategorical``
+  normalises them silently); pass ``logits=w.log()`` for unnormalised weights ``w``.
 
 Validation follows torch: it is on unless ``validate_args=False`` (or
 ``torch.distributions.Distribution.set_default_validate_args(False)``).
+
+With the rest of PyTorch:
+
+* every support and parameter constraint has transforms registered with
+  ``torch.distributions.biject_to``/``transform_to`` (the simplex: torch's stick-breaking /
+  softmax; the log-simplex: the same in log space; the unit interval is torch's own
+  constraint; positive: exp; the real line: identity), so ``TransformedDistribution``, HMC and
+  autoguides can map unconstrained parameters and values;
+* the sample cache is invisible to autograd: after ``x = d.sample(); x.requires_grad_()``,
+  ``log_prob(x)`` and ``cdf(x)`` are computed from ``x`` (the same values and gradients as for
+  ``x.clone()``). For the tensor ``rsample()`` returned, gradients of ``log_prob`` flow to the
+  parameters through the stored log-space sample (finite at any temperature), not through
+  ``x``: differentiate ``log_prob(x.clone())`` for a gradient with respect to that tensor;
+* returned samples are new tensors: they may be modified in place (autograd then refuses a
+  backward through a modified tensor it needs, as for any torch op, never silently);
+* ``torch.func`` (``grad``, ``jacrev``, ``vmap``, per-example gradients),
+  ``torch.autograd.functional.jacobian(..., vectorize=True)``, gradcheck's batched-grad check,
+  double backward and ``torch.jit.trace`` work; under ``vmap`` pass ``validate_args=False``, as
+  with torch's distributions (validation needs data-dependent control flow), and
+  ``randomness="same"`` or ``"different"`` to sample;
+* ``torch.compile(fullgraph=False)`` gives eager values and gradients (for the same RNG state
+  use a backend that draws with torch's generator, e.g. ``aot_eager``, or set
+  ``torch._inductor.config.fallback_random = True``). Graph breaks: parameter and value
+  validation (a Python ``bool`` of tensor data; none with ``validate_args=False``), and
+  ``Concrete``/``BinaryConcrete.log_prob`` of the distribution's own sample (the cache check
+  reads the tensor's version counter).
 """
 
 from __future__ import annotations
@@ -493,8 +521,10 @@ class _RelaxedCategoricalBase(_TemperedBase):
                 f"with an event dimension; here the temperature is batch-shaped, pass "
                 f"temperature.squeeze(-1) (shape {tuple(param_batch)}), got temperature={lam}"
             )
-        try:
-            batch_shape = torch.broadcast_shapes(param_batch, lam.shape)
+        try:  # a 0-dim temperature (the common case) broadcasts trivially
+            batch_shape = (
+                param_batch if lam.dim() == 0 else torch.broadcast_shapes(param_batch, lam.shape)
+            )
         except RuntimeError as exc:
             raise ValueError(
                 f"temperature of shape {tuple(lam.shape)} does not broadcast with the batch "
@@ -584,8 +614,11 @@ class ExpConcrete(_RelaxedCategoricalBase):
 
     Args:
         temperature: :math:`\lambda > 0` (finite).
-        probs: class probabilities (non-negative, sum to one); zeros become logits
-            :math:`\log(\text{tiny})`.
+        probs: class probabilities (non-negative, summing to one along the last dimension
+            within ``max(1e-6, n * eps)``); zeros become logits :math:`\log(\text{tiny})`.
+            Unnormalised ``probs`` raise ``ValueError`` -- a deliberate difference from
+            ``torch.distributions``, which normalises them; use ``logits=w.log()`` for
+            unnormalised weights.
         logits: unnormalised log-probabilities :math:`\ell` (finite). Exactly one of
             ``probs``/``logits``.
         validate_args: validate parameters and ``log_prob`` values (default: torch's default,
@@ -654,13 +687,16 @@ class Concrete(_RelaxedCategoricalBase):
     Low temperatures: ``rsample``/``sample`` compute the log-space sample :math:`y` first and
     return :math:`x = e^y`; coordinates of :math:`x` may underflow to exactly 0. The distribution
     keeps :math:`y` for its last sample (like a cached transform), and ``log_prob`` of that very
-    tensor (same object, not modified in place) uses :math:`y`, so it is finite.
+    tensor (same object, not modified in place, ``requires_grad`` unchanged) uses :math:`y`, so
+    it is finite; gradients then flow to the parameters through :math:`y` (see the module
+    docstring for autograd and the cache).
     For any other ``value`` (a copy, or external data), entries below ``tiny`` -- the smallest
     normal number of the dtype, 1.2e-38 in float32 -- in particular exact zeros, are replaced by
     ``tiny`` before the logarithm: the result is the (finite) log-density at that nudged point,
     not the limit. The support check (``validate_args``) accepts zeros (closed simplex).
 
-    Shapes and arguments as :class:`ExpConcrete`; samples ``(*s, *batch, n)``.
+    Shapes and arguments as :class:`ExpConcrete` (unnormalised ``probs`` raise ``ValueError``;
+    torch normalises them); samples ``(*s, *batch, n)``.
     """
 
     support = simplex
@@ -741,8 +777,10 @@ class _BinaryBase(_TemperedBase):
                         f"probs must lie in [0, 1], got probs={param} "
                         f"(invalid entries: {_show_bad(param, bad)})"
                     )
-        try:
-            batch_shape = torch.broadcast_shapes(param.shape, lam.shape)
+        try:  # a 0-dim temperature (the common case) broadcasts trivially
+            batch_shape = (
+                param.shape if lam.dim() == 0 else torch.broadcast_shapes(param.shape, lam.shape)
+            )
         except RuntimeError as exc:
             raise ValueError(
                 f"temperature of shape {tuple(lam.shape)} does not broadcast with {name} of "

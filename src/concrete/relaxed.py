@@ -410,6 +410,13 @@ def gumbel_softmax(
     Unlike ``torch.nn.functional.gumbel_softmax``, a temperature :math:`\le 0`, NaN or inf
     raises ``ValueError`` instead of silently returning NaN, and the noise never contains inf.
 
+    The output is a new tensor (safe to modify in place). ``torch.func`` transforms apply
+    (``grad``, ``jacrev``, ``vmap`` with ``randomness="same"``/``"different"``); inside ``vmap``
+    the checks of *batched* logits/temperatures are skipped (they need data-dependent control
+    flow): validate outside. Under ``torch.compile(fullgraph=False)`` the finiteness check of
+    the logits and the check of a Tensor temperature graph-break (a Python ``bool`` of tensor
+    data); the sample itself is captured.
+
     Args:
         logits: ``(..., n, ...)`` finite unnormalised log-probabilities :math:`\ell`
             (class dimension ``dim``). Half types are computed in float32 and cast back.
