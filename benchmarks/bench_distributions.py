@@ -21,23 +21,33 @@ Cases
   is an autograd Function with a hand-derived backward, no compiler) and ours fused
   (``Concrete.rsample_and_log_prob``: sample and closed-form log-density in one pass).
 * ``exp rsample+log_prob``: ``ExpRelaxedCategorical`` vs ``ExpConcrete`` (eager, fused).
+* ``api rsample+log_prob``: the plain public API with default arguments, as a reader writes it:
+  ``d = Concrete(0.5, logits=logits); x = d.rsample(); d.log_prob(x)`` (validation on: our
+  constructor checks the parameters) against ``RelaxedOneHotCategorical`` with
+  ``validate_args=False`` (the cheapest torch can be; its validation rejects its own samples
+  at n = 1000).
 * ``gumbel_softmax``: ``torch.nn.functional.gumbel_softmax`` vs ``concrete.gumbel_softmax``.
+
+``--threads 1 2`` runs the whole table once per intra-op thread count, in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch.distributions import RelaxedOneHotCategorical
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
-from concrete import Concrete, ExpConcrete, gumbel_softmax
+import concrete
 
 BATCH = 4096
 TEMPERATURE = 0.5
@@ -65,7 +75,72 @@ def _paired_ratio(base: list[float], other: list[float]) -> float:
     return statistics.median(b / o for b, o in zip(base, other, strict=True))
 
 
-def _cases(n: int) -> dict[str, dict[str, Callable[[], None]]]:
+def _load_library(src: str) -> ModuleType:
+    """Import a second copy of the ``concrete`` package from the folder ``src`` (e.g. the
+    ``src/`` of a checkout of an older commit), without disturbing the one already imported."""
+    def ours(name: str) -> bool:
+        return name == "concrete" or name.startswith("concrete.")
+
+    current = {k: sys.modules.pop(k) for k in list(sys.modules) if ours(k)}
+    sys.path.insert(0, src)
+    try:
+        lib = importlib.import_module("concrete")
+    finally:
+        sys.path.remove(src)
+        for k in [k for k in sys.modules if ours(k)]:
+            del sys.modules[k]
+        sys.modules.update(current)
+    if lib.__file__ is None or not lib.__file__.startswith(src):
+        raise ValueError(f"--before {src!r} holds no concrete package (got {lib.__file__})")
+    return lib
+
+
+def _ours(lib: ModuleType, logits, w) -> dict[str, Callable[[], None]]:
+    """The library's side of every case, for the library module ``lib``."""
+    Conc, Exp, gs = lib.Concrete, lib.ExpConcrete, lib.gumbel_softmax
+
+    def rsample() -> None:
+        x = Conc(TEMPERATURE, logits=logits, validate_args=False).rsample()
+        (x * w).sum().backward()
+
+    def rsample_lp() -> None:
+        d = Conc(TEMPERATURE, logits=logits, validate_args=False)
+        x = d.rsample()
+        ((x * w).sum() + d.log_prob(x).sum()).backward()
+
+    def api() -> None:
+        d = Conc(TEMPERATURE, logits=logits)
+        x = d.rsample()
+        ((x * w).sum() + d.log_prob(x).sum()).backward()
+
+    def fused() -> None:
+        x, lp = Conc(TEMPERATURE, logits=logits, validate_args=False).rsample_and_log_prob()
+        ((x * w).sum() + lp.sum()).backward()
+
+    def exp_lp() -> None:
+        d = Exp(TEMPERATURE, logits=logits, validate_args=False)
+        y = d.rsample()
+        ((y * w).sum() + d.log_prob(y).sum()).backward()
+
+    def exp_fused() -> None:
+        y, lp = Exp(TEMPERATURE, logits=logits, validate_args=False).rsample_and_log_prob()
+        ((y * w).sum() + lp.sum()).backward()
+
+    def gumbel() -> None:
+        (gs(logits, TEMPERATURE) * w).sum().backward()
+
+    return {
+        "rsample": rsample,
+        "rsample+log_prob": rsample_lp,
+        "rsample+log_prob fused": fused,
+        "api rsample+log_prob": api,
+        "exp rsample+log_prob": exp_lp,
+        "exp rsample+log_prob fused": exp_fused,
+        "gumbel_softmax": gumbel,
+    }
+
+
+def _cases(n: int, before: ModuleType | None) -> dict[str, dict[str, Callable[[], None]]]:
     gen = torch.Generator().manual_seed(n)
     logits = torch.randn(BATCH, n, generator=gen).requires_grad_()
     w = torch.randn(BATCH, n, generator=gen)
@@ -75,58 +150,36 @@ def _cases(n: int) -> dict[str, dict[str, Callable[[], None]]]:
         x = RelaxedOneHotCategorical(tau, logits=logits, validate_args=False).rsample()
         (x * w).sum().backward()
 
-    def ours_rsample() -> None:
-        x = Concrete(TEMPERATURE, logits=logits, validate_args=False).rsample()
-        (x * w).sum().backward()
-
     def torch_rsample_lp() -> None:
         d = RelaxedOneHotCategorical(tau, logits=logits, validate_args=False)
         x = d.rsample()
         ((x * w).sum() + d.log_prob(x).sum()).backward()
-
-    def ours_rsample_lp() -> None:
-        d = Concrete(TEMPERATURE, logits=logits, validate_args=False)
-        x = d.rsample()
-        ((x * w).sum() + d.log_prob(x).sum()).backward()
-
-    def ours_fused() -> None:
-        x, lp = Concrete(TEMPERATURE, logits=logits, validate_args=False).rsample_and_log_prob()
-        ((x * w).sum() + lp.sum()).backward()
 
     def torch_exp_lp() -> None:
         d = ExpRelaxedCategorical(tau, logits=logits, validate_args=False)
         y = d.rsample()
         ((y * w).sum() + d.log_prob(y).sum()).backward()
 
-    def ours_exp_lp() -> None:
-        d = ExpConcrete(TEMPERATURE, logits=logits, validate_args=False)
-        y = d.rsample()
-        ((y * w).sum() + d.log_prob(y).sum()).backward()
-
-    def ours_exp_fused() -> None:
-        y, lp = ExpConcrete(TEMPERATURE, logits=logits, validate_args=False).rsample_and_log_prob()
-        ((y * w).sum() + lp.sum()).backward()
-
     def torch_gs() -> None:
         (F.gumbel_softmax(logits, tau=TEMPERATURE) * w).sum().backward()
 
-    def ours_gs() -> None:
-        (gumbel_softmax(logits, TEMPERATURE) * w).sum().backward()
-
-    return {
-        "rsample": {"torch": torch_rsample, "ours": ours_rsample},
-        "rsample+log_prob": {
-            "torch": torch_rsample_lp,
-            "ours": ours_rsample_lp,
-            "ours fused": ours_fused,
-        },
-        "exp rsample+log_prob": {
-            "torch": torch_exp_lp,
-            "ours": ours_exp_lp,
-            "ours fused": ours_exp_fused,
-        },
-        "gumbel_softmax": {"torch": torch_gs, "ours": ours_gs},
-    }
+    ours = _ours(concrete, logits, w)
+    old = _ours(before, logits, w) if before is not None else {}
+    cases: dict[str, dict[str, Callable[[], None]]] = {}
+    for case, base in (
+        ("rsample", torch_rsample),
+        ("rsample+log_prob", torch_rsample_lp),
+        ("api rsample+log_prob", torch_rsample_lp),
+        ("exp rsample+log_prob", torch_exp_lp),
+        ("gumbel_softmax", torch_gs),
+    ):
+        fns = {"torch": base, "ours": ours[case]}
+        if case in old:
+            fns["before"] = old[case]
+        if f"{case} fused" in ours:
+            fns["ours fused"] = ours[f"{case} fused"]
+        cases[case] = fns
+    return cases
 
 
 def main() -> None:
@@ -137,17 +190,32 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
+        nargs="+",
         default=None,
-        help="torch intra-op threads (1 is far less noisy when other processes use the cores)",
+        help="torch intra-op thread counts, one table each (1 is far less noisy under load)",
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument(
+        "--before",
+        default=None,
+        metavar="SRC",
+        help="also time the concrete package found in SRC (e.g. an older commit's src/) in the "
+        "same rounds: columns 'before ms' and 'before ratio' (torch / before)",
+    )
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    before = _load_library(args.before) if args.before else None
     rounds = args.rounds or (5 if args.quick else 15)
+    print(f"ours: {concrete.__file__}" + (f"; before: {before.__file__}" if before else ""))
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        _table(args.sizes, rounds, before)
+
+
+def _table(sizes: list[int], rounds: int, before: ModuleType | None) -> None:
+    """One Markdown table of times and ratios at the current thread count."""
     torch.manual_seed(0)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, python {platform.python_version()}"
     )
     print(
@@ -155,21 +223,25 @@ def main() -> None:
         "interleaved rounds; ms = fastest round; ratio = median over rounds of torch / ours "
         "(> 1: ours faster)\n"
     )
-    print("| case | n | torch ms | ours ms | ratio | ours fused ms | fused ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for n in args.sizes:
+    cols = ["torch ms", "ours ms", "ratio"]
+    cols += ["before ms", "before ratio"] if before is not None else []
+    cols += ["ours fused ms", "fused ratio"]
+    print("| case | n | " + " | ".join(cols) + " |")
+    print("|---|---:|" + "---:|" * len(cols))
+    for n in sizes:
         inner = max(1, 400 // n)
-        for case, fns in _cases(n).items():
+        for case, fns in _cases(n, before).items():
             t = _time_rounds(fns, rounds, inner)
-            row = f"| {case} | {n} | {1e3 * min(t['torch']):.2f} | {1e3 * min(t['ours']):.2f} | "
-            row += f"{_paired_ratio(t['torch'], t['ours']):.2f}x |"
-            if "ours fused" in t:
-                f = t["ours fused"]
-                row += f" {1e3 * min(f):.2f} | {_paired_ratio(t['torch'], f):.2f}x |"
-            else:
-                row += " | |"
-            print(row, flush=True)
-
+            cells = [f"{1e3 * min(t['torch']):.2f}"]
+            for key in ("ours", "before", "ours fused"):
+                if key == "before" and before is None:
+                    continue
+                if key in t:
+                    ratio = _paired_ratio(t["torch"], t[key])
+                    cells += [f"{1e3 * min(t[key]):.2f}", f"{ratio:.2f}x"]
+                else:
+                    cells += ["", ""]
+            print(f"| {case} | {n} | " + " | ".join(cells) + " |", flush=True)
 
 if __name__ == "__main__":
     main()

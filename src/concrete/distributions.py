@@ -25,10 +25,38 @@ Differences from ``torch.distributions`` (``ExpRelaxedCategorical``,
 * ``rsample_and_log_prob`` returns a sample and its log-density from one fused pass with a
   hand-derived backward (faster, and exact where ``log_prob(rsample())`` loses precision);
 * ``mean``/``variance`` raise ``NotImplementedError`` unless a closed form exists;
-* bad parameters raise ``ValueError`` naming the argument and the value.
+* bad parameters raise ``ValueError`` naming the argument and the value;
+* ``probs`` that do not sum to one raise ``ValueError`` (torch's ``RelaxedOneHotCategorical``
+  normalises them silently); pass ``logits=w.log()`` for unnormalised weights ``w``.
 
 Validation follows torch: it is on unless ``validate_args=False`` (or
 ``torch.distributions.Distribution.set_default_validate_args(False)``).
+
+With the rest of PyTorch:
+
+* every support and parameter constraint has transforms registered with
+  ``torch.distributions.biject_to``/``transform_to`` (the simplex: torch's stick-breaking /
+  softmax; the log-simplex: the same in log space; the unit interval is torch's own
+  constraint; positive: exp; the real line: identity), so ``TransformedDistribution``, HMC and
+  autoguides can map unconstrained parameters and values;
+* the sample cache is invisible to autograd: after ``x = d.sample(); x.requires_grad_()``,
+  ``log_prob(x)`` and ``cdf(x)`` are computed from ``x`` (the same values and gradients as for
+  ``x.clone()``). For the tensor ``rsample()`` returned, gradients of ``log_prob`` flow to the
+  parameters through the stored log-space sample (finite at any temperature), not through
+  ``x``: differentiate ``log_prob(x.clone())`` for a gradient with respect to that tensor;
+* returned samples are new tensors: they may be modified in place (autograd then refuses a
+  backward through a modified tensor it needs, as for any torch op, never silently);
+* ``torch.func`` (``grad``, ``jacrev``, ``vmap``, per-example gradients),
+  ``torch.autograd.functional.jacobian(..., vectorize=True)``, gradcheck's batched-grad check,
+  double backward and ``torch.jit.trace`` work; under ``vmap`` pass ``validate_args=False``, as
+  with torch's distributions (validation needs data-dependent control flow), and
+  ``randomness="same"`` or ``"different"`` to sample;
+* ``torch.compile(fullgraph=False)`` gives eager values and gradients (for the same RNG state
+  use a backend that draws with torch's generator, e.g. ``aot_eager``, or set
+  ``torch._inductor.config.fallback_random = True``). Graph breaks: parameter and value
+  validation (a Python ``bool`` of tensor data; none with ``validate_args=False``), and
+  ``Concrete``/``BinaryConcrete.log_prob`` of the distribution's own sample (the cache check
+  reads the tensor's version counter).
 """
 
 from __future__ import annotations
@@ -37,11 +65,12 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, biject_to, constraints, transform_to
+from torch.distributions import transforms as _transforms
 from torch.distributions.utils import lazy_property
 
 from concrete.gumbel import _HALF_TYPES, _check_finite, _uniform
-from concrete.relaxed import _concrete_sample, _ExpConcreteLogProb, validate_temperature
+from concrete.relaxed import _apply, _concrete_sample, _ExpConcreteLogProb, validate_temperature
 
 __all__ = [
     "ExpConcrete",
@@ -113,22 +142,111 @@ class _LogSimplex(constraints.Constraint):
         return "LogSimplex()"
 
 
-class _UnitInterval(constraints.Constraint):
-    """0 <= x <= 1 (closed: float32 samples can round to 0 or 1)."""
-
-    def check(self, value: Tensor) -> Tensor:  # noqa: D102
-        return (value >= 0) & (value <= 1)
-
-    def __repr__(self) -> str:
-        return "UnitInterval()"
-
-
 positive_finite = _PositiveFinite()
 finite_real = _FiniteReal()
 finite_real_vector = constraints.independent(finite_real, 1)
 simplex = _Simplex()
 log_simplex = _LogSimplex()
-unit_interval = _UnitInterval()
+# torch's closed interval [0, 1] (float32 samples can round to 0 or 1): the support *is* torch's.
+unit_interval = constraints.unit_interval
+
+
+# --------------------------------------------------------------------------- transforms
+class _LogSoftmaxTransform(_transforms.Transform):
+    r"""Unconstrained :math:`u \in \mathbb{R}^n` to the log-simplex by
+    :math:`y = \log\operatorname{softmax}(u)` (not bijective, like ``SoftmaxTransform``; the
+    inverse returns ``y`` itself, one preimage). What ``transform_to(log_simplex)`` returns."""
+
+    domain = constraints.real_vector
+    codomain = log_simplex
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _LogSoftmaxTransform)
+
+    def _call(self, x: Tensor) -> Tensor:
+        return torch.log_softmax(x, -1)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return y
+
+    def forward_shape(self, shape: torch.Size) -> torch.Size:  # noqa: D102
+        if len(shape) < 1:
+            raise ValueError("Too few dimensions on input")
+        return shape
+
+    def inverse_shape(self, shape: torch.Size) -> torch.Size:  # noqa: D102
+        if len(shape) < 1:
+            raise ValueError("Too few dimensions on input")
+        return shape
+
+
+class _LogStickBreakingTransform(_transforms.Transform):
+    r"""Bijection :math:`\mathbb{R}^{n-1} 	o` log-simplex: the log of torch's
+    ``StickBreakingTransform``, computed in log space (no underflow to :math:`-\infty`).
+
+    With :math:`t_k = u_k - \log(n - k)` (:math:`k = 1..n-1`),
+    :math:`y_k = \log\sigma(t_k) + \sum_{j<k}\log\sigma(-t_j)` and
+    :math:`y_n = \sum_{j<n}\log\sigma(-t_j)`; inverse
+    :math:`u_k = y_k - \operatorname{logsumexp}_{j>k} y_j + \log(n-k)`.
+    ``log_abs_det_jacobian`` is the stick-breaking one plus that of the logarithm on all
+    :math:`n` coordinates, :math:`\sum_k(\log\sigma(t_k) - t_k) - y_n`, which is what makes
+    ``ExpConcrete.log_prob(T(u)) + log|det J_T(u)|`` the log-density of :math:`u` (the ExpConcrete
+    density is w.r.t. :math:`dy_{-j}/x_j`, see :class:`ExpConcrete`).
+    What ``biject_to(log_simplex)`` returns.
+    """
+
+    domain = constraints.real_vector
+    codomain = log_simplex
+    bijective = True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _LogStickBreakingTransform)
+
+    @staticmethod
+    def _shifted(x: Tensor) -> Tensor:
+        offset = x.shape[-1] + 1 - x.new_ones(x.shape[-1]).cumsum(-1)
+        return x - offset.log()
+
+    def _call(self, x: Tensor) -> Tensor:
+        t = self._shifted(x)
+        log_rest = torch.nn.functional.logsigmoid(-t).cumsum(-1)
+        head = torch.nn.functional.logsigmoid(t)
+        pad = torch.nn.functional.pad
+        return pad(head, [0, 1], value=0.0) + pad(log_rest, [1, 0], value=0.0)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        k = y.shape[-1] - 1
+        offset = y.shape[-1] - y.new_ones(k).cumsum(-1)
+        tail = y.flip(-1).logcumsumexp(-1).flip(-1)  # tail_k = logsumexp_{j >= k} y_j
+        return y[..., :-1] - tail[..., 1:] + offset.log()
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:  # noqa: D102
+        t = self._shifted(x)
+        return (torch.nn.functional.logsigmoid(t) - t).sum(-1) - y[..., -1]
+
+    def forward_shape(self, shape: torch.Size) -> torch.Size:  # noqa: D102
+        if len(shape) < 1:
+            raise ValueError("Too few dimensions on input")
+        return shape[:-1] + (shape[-1] + 1,)
+
+    def inverse_shape(self, shape: torch.Size) -> torch.Size:  # noqa: D102
+        if len(shape) < 1:
+            raise ValueError("Too few dimensions on input")
+        return shape[:-1] + (shape[-1] - 1,)
+
+
+# Register every constraint of this module with torch's registries, so that
+# ``biject_to(d.support)``/``transform_to(d.arg_constraints[name])`` work (HMC/NUTS, autoguides,
+# TransformedDistribution, torch's own jit tests). Same transforms as torch's for the
+# corresponding torch constraints.
+biject_to.register(_PositiveFinite, lambda c: _transforms.ExpTransform())
+transform_to.register(_PositiveFinite, lambda c: _transforms.ExpTransform())
+biject_to.register(_FiniteReal, lambda c: _transforms.identity_transform)
+transform_to.register(_FiniteReal, lambda c: _transforms.identity_transform)
+biject_to.register(_Simplex, lambda c: _transforms.StickBreakingTransform())
+transform_to.register(_Simplex, lambda c: _transforms.SoftmaxTransform())
+biject_to.register(_LogSimplex, lambda c: _LogStickBreakingTransform())
+transform_to.register(_LogSimplex, lambda c: _LogSoftmaxTransform())
 
 
 # --------------------------------------------------------------------------- helpers
@@ -241,10 +359,15 @@ def exp_concrete_log_prob(logits: Tensor, temperature: Tensor | float, value: Te
     Returns:
         Tensor of shape ``(*sample, *batch)``.
     """
+    return _log_kappa(logits, temperature, value, simplex=False)
+
+
+def _log_kappa(logits: Tensor, temperature: Tensor | float, value: Tensor, simplex: bool) -> Tensor:
+    """:func:`exp_concrete_log_prob`, minus ``value.sum(-1)`` if ``simplex`` (one Function)."""
     if isinstance(temperature, Tensor):
         lam = temperature.unsqueeze(-1) if temperature.dim() > 0 else temperature.reshape(1)
-        return _ExpConcreteLogProb.apply(logits, lam, value, None)
-    return _ExpConcreteLogProb.apply(logits, None, value, float(temperature))
+        return _apply(_ExpConcreteLogProb, logits, lam, value, None, simplex)[0]
+    return _apply(_ExpConcreteLogProb, logits, None, value, float(temperature), simplex)[0]
 
 
 def logit_binary_concrete_log_prob(
@@ -276,6 +399,12 @@ def logit_binary_concrete_log_prob(
 
 
 # --------------------------------------------------------------------------- categorical family
+def _record(sample: Tensor, log_sample: Tensor) -> tuple[Tensor, int, Tensor, bool]:
+    """The sample cache: the returned tensor, its version counter, the log-space value it was
+    computed from, and whether it required grad (see ``_TemperedBase._cached_log_sample``)."""
+    return (sample, sample._version, log_sample, sample.requires_grad)
+
+
 class _TemperedBase(Distribution):
     """What every relaxed distribution here shares: the temperature, ``expand``, the sample cache.
 
@@ -315,10 +444,22 @@ class _TemperedBase(Distribution):
         return new
 
     def _cached_log_sample(self, value: Tensor) -> Tensor | None:
-        """The log-space value stored by the last ``rsample`` if ``value`` is that unmodified
-        sample, else ``None``."""
+        """The log-space value stored by the last ``rsample`` if ``value`` is that sample,
+        unmodified in place and with the same ``requires_grad`` as when it was drawn; else
+        ``None``.
+
+        The ``requires_grad`` check keeps the cache invisible to autograd: after
+        ``x = d.sample(); x.requires_grad_()`` the stored value (which has no graph to ``x``)
+        is not used, and ``log_prob(x)``/``cdf(x)`` are computed from ``x`` itself, exactly as
+        for ``x.clone()``, so gradients with respect to ``x`` exist and are right.
+        """
         c = self._cache
-        if c is not None and value is c[0] and value._version == c[1]:
+        if (
+            c is not None
+            and value is c[0]
+            and value._version == c[1]
+            and value.requires_grad == c[3]
+        ):
             return c[2]
         return None
 
@@ -380,8 +521,10 @@ class _RelaxedCategoricalBase(_TemperedBase):
                 f"with an event dimension; here the temperature is batch-shaped, pass "
                 f"temperature.squeeze(-1) (shape {tuple(param_batch)}), got temperature={lam}"
             )
-        try:
-            batch_shape = torch.broadcast_shapes(param_batch, lam.shape)
+        try:  # a 0-dim temperature (the common case) broadcasts trivially
+            batch_shape = (
+                param_batch if lam.dim() == 0 else torch.broadcast_shapes(param_batch, lam.shape)
+            )
         except RuntimeError as exc:
             raise ValueError(
                 f"temperature of shape {tuple(lam.shape)} does not broadcast with the batch "
@@ -397,7 +540,7 @@ class _RelaxedCategoricalBase(_TemperedBase):
             self._logits_raw = param
         self._scale = _python_scale(temperature)
         self._temp_raw = lam  # un-expanded: cheaper broadcasting in the kernels
-        self._cache: tuple[Tensor, int, Tensor] | None = None
+        self._cache: tuple[Tensor, int, Tensor, bool] | None = None
         super().__init__(batch_shape, torch.Size((n,)), validate_args=False)
         self._validate_args = validate
 
@@ -471,8 +614,11 @@ class ExpConcrete(_RelaxedCategoricalBase):
 
     Args:
         temperature: :math:`\lambda > 0` (finite).
-        probs: class probabilities (non-negative, sum to one); zeros become logits
-            :math:`\log(\text{tiny})`.
+        probs: class probabilities (non-negative, summing to one along the last dimension
+            within ``max(1e-6, n * eps)``); zeros become logits :math:`\log(\text{tiny})`.
+            Unnormalised ``probs`` raise ``ValueError`` -- a deliberate difference from
+            ``torch.distributions``, which normalises them; use ``logits=w.log()`` for
+            unnormalised weights.
         logits: unnormalised log-probabilities :math:`\ell` (finite). Exactly one of
             ``probs``/``logits``.
         validate_args: validate parameters and ``log_prob`` values (default: torch's default,
@@ -484,7 +630,7 @@ class ExpConcrete(_RelaxedCategoricalBase):
     def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
         """Reparameterised sample :math:`y`, shape ``(*sample_shape, *batch, n)``."""
         y = self._draw(sample_shape, simplex=False, with_lp=False)
-        self._cache = (y, y._version, y)
+        self._cache = _record(y, y)
         return y
 
     def rsample_and_log_prob(self, sample_shape: _size = _NO_SAMPLE) -> tuple[Tensor, Tensor]:
@@ -508,7 +654,7 @@ class ExpConcrete(_RelaxedCategoricalBase):
             ``(y, log_prob)`` of shapes ``(*s, *batch, n)`` and ``(*s, *batch)``.
         """
         y, lp = self._draw(sample_shape, simplex=False, with_lp=True)
-        self._cache = (y, y._version, y)
+        self._cache = _record(y, y)
         return y, lp
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -541,13 +687,16 @@ class Concrete(_RelaxedCategoricalBase):
     Low temperatures: ``rsample``/``sample`` compute the log-space sample :math:`y` first and
     return :math:`x = e^y`; coordinates of :math:`x` may underflow to exactly 0. The distribution
     keeps :math:`y` for its last sample (like a cached transform), and ``log_prob`` of that very
-    tensor (same object, not modified in place) uses :math:`y`, so it is finite.
+    tensor (same object, not modified in place, ``requires_grad`` unchanged) uses :math:`y`, so
+    it is finite; gradients then flow to the parameters through :math:`y` (see the module
+    docstring for autograd and the cache).
     For any other ``value`` (a copy, or external data), entries below ``tiny`` -- the smallest
     normal number of the dtype, 1.2e-38 in float32 -- in particular exact zeros, are replaced by
     ``tiny`` before the logarithm: the result is the (finite) log-density at that nudged point,
     not the limit. The support check (``validate_args``) accepts zeros (closed simplex).
 
-    Shapes and arguments as :class:`ExpConcrete`; samples ``(*s, *batch, n)``.
+    Shapes and arguments as :class:`ExpConcrete` (unnormalised ``probs`` raise ``ValueError``;
+    torch normalises them); samples ``(*s, *batch, n)``.
     """
 
     support = simplex
@@ -562,7 +711,7 @@ class Concrete(_RelaxedCategoricalBase):
     def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
         """Reparameterised sample :math:`x` on the simplex, ``(*sample_shape, *batch, n)``."""
         x, y = self._draw(sample_shape, simplex=True, with_lp=False)
-        self._cache = (x, x._version, y)
+        self._cache = _record(x, y)
         return x
 
     def rsample_and_log_prob(self, sample_shape: _size = _NO_SAMPLE) -> tuple[Tensor, Tensor]:
@@ -574,7 +723,7 @@ class Concrete(_RelaxedCategoricalBase):
             ``(x, log_prob)`` of shapes ``(*s, *batch, n)`` and ``(*s, *batch)``.
         """
         x, y, lp = self._draw(sample_shape, simplex=True, with_lp=True)
-        self._cache = (x, x._version, y)
+        self._cache = _record(x, y)
         return x, lp
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -591,7 +740,7 @@ class Concrete(_RelaxedCategoricalBase):
             if self._validate_args:
                 _check_sample(self, value)
             y = value.clamp_min(torch.finfo(value.dtype).tiny).log()
-        return exp_concrete_log_prob(self._logits_raw, self._temp, y) - y.sum(-1)
+        return _log_kappa(self._logits_raw, self._temp, y, simplex=True)
 
 
 # --------------------------------------------------------------------------- binary family
@@ -628,8 +777,10 @@ class _BinaryBase(_TemperedBase):
                         f"probs must lie in [0, 1], got probs={param} "
                         f"(invalid entries: {_show_bad(param, bad)})"
                     )
-        try:
-            batch_shape = torch.broadcast_shapes(param.shape, lam.shape)
+        try:  # a 0-dim temperature (the common case) broadcasts trivially
+            batch_shape = (
+                param.shape if lam.dim() == 0 else torch.broadcast_shapes(param.shape, lam.shape)
+            )
         except RuntimeError as exc:
             raise ValueError(
                 f"temperature of shape {tuple(lam.shape)} does not broadcast with {name} of "
@@ -646,7 +797,7 @@ class _BinaryBase(_TemperedBase):
             self._logits_raw = param
         self._scale = _python_scale(temperature)
         self._temp_raw = lam  # un-expanded: cheaper broadcasting in the kernels
-        self._cache: tuple[Tensor, int, Tensor] | None = None
+        self._cache: tuple[Tensor, int, Tensor, bool] | None = None
         super().__init__(batch_shape, torch.Size(), validate_args=False)
         self._validate_args = validate
 
@@ -666,9 +817,10 @@ class _BinaryBase(_TemperedBase):
         draw = torch.float32 if raw.dtype in _HALF_TYPES else raw.dtype
         u = _uniform(shape, dtype=draw, device=raw.device)
         noise = torch.logit(u).to(raw.dtype)  # Logistic(0, 1), finite: u in [tiny, 1 - 2^-24]
+        # ``noise + raw`` out of place: the parameters may be batched (vmap) where noise is not.
         if self._scale is not None:
-            return noise.add_(raw).div_(self._scale)
-        return noise.add_(raw) / self._temp_raw
+            return torch.add(noise, raw).div_(self._scale)
+        return torch.add(noise, raw) / self._temp_raw
 
 
 class LogitBinaryConcrete(_BinaryBase):
@@ -698,7 +850,7 @@ class LogitBinaryConcrete(_BinaryBase):
     def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
         """Reparameterised sample :math:`y`, shape ``(*sample_shape, *batch)``."""
         y = self._logit_sample(sample_shape)
-        self._cache = (y, y._version, y)
+        self._cache = _record(y, y)
         return y
 
     def rsample_and_log_prob(self, sample_shape: _size = _NO_SAMPLE) -> tuple[Tensor, Tensor]:
@@ -796,7 +948,7 @@ class BinaryConcrete(_BinaryBase):
         """Reparameterised sample :math:`x \\in [0,1]`, shape ``(*sample_shape, *batch)``."""
         y = self._logit_sample(sample_shape)
         x = torch.sigmoid(y)
-        self._cache = (x, x._version, y)
+        self._cache = _record(x, y)
         return x
 
     def rsample_and_log_prob(self, sample_shape: _size = _NO_SAMPLE) -> tuple[Tensor, Tensor]:

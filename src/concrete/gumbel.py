@@ -134,9 +134,27 @@ def sample_gumbel(
     return g.to(dtype) if g.dtype != dtype else g
 
 
+def _is_batched(value: Tensor) -> bool:
+    """True inside ``torch.func.vmap`` for a tensor with a vmapped dimension (at any level).
+
+    Checks that need a Python ``bool`` of tensor data (data-dependent control flow) cannot run
+    on such a tensor; they are skipped there (validate outside ``vmap``).
+    """
+    if torch.compiler.is_compiling():  # dynamo traces with fake tensors, never vmapped ones
+        return False
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(value):
+        if functorch.is_batchedtensor(value):
+            return True
+        value = functorch.get_unwrapped(value)
+    return False
+
+
 def _check_finite(name: str, value: Tensor) -> None:
-    """Raise ValueError naming ``name`` if ``value`` has NaN or +-inf (one cheap reduction)."""
-    if value.numel() == 0:
+    """Raise ValueError naming ``name`` if ``value`` has NaN or +-inf (one cheap reduction).
+
+    Skipped for a vmapped tensor (see :func:`_is_batched`)."""
+    if value.numel() == 0 or _is_batched(value):
         return
     lo, hi = torch.aminmax(value.detach())  # NaN propagates into both
     if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from concrete.gumbel import _check_finite, _float_input, _log_exponential, sample_exponential
+from concrete.gumbel import _check_finite, _float_input, _is_batched, sample_exponential
 
 __all__ = ["gumbel_softmax", "validate_temperature"]
 
@@ -74,6 +74,8 @@ def validate_temperature(
             else (t.dtype if t.dtype.is_floating_point else torch.get_default_dtype())
         )
         t = t.to(dtype=target, device=device if device is not None else t.device)
+        if _is_batched(t):  # inside torch.func.vmap: no data-dependent check possible
+            return t
         ok = torch.isfinite(t) & (t > 0)
         if not bool(ok.all()):
             bad = t.detach()[~ok][:8].tolist()
@@ -108,30 +110,68 @@ def _log_softmax(z: Tensor, inplace: bool = False) -> Tensor:
     return zs.sub_(lse)
 
 
-def _log_softmax_backward(grad: Tensor, y: Tensor) -> Tensor:
-    """grad - exp(y) * grad.sum(-1): the backward of log_softmax over the last dim."""
+def _log_softmax_backward(grad: Tensor, y: Tensor, x: Tensor | None = None) -> Tensor:
+    """grad - exp(y) * grad.sum(-1): the backward of log_softmax over the last dim.
+
+    ``x``: ``exp(y)`` if the caller has it (saves an exponential in the composite form)."""
     if y.shape[-1] >= _FUSED_MIN_CLASSES:
         return torch._log_softmax_backward_data(grad, y, -1, y.dtype)
-    return grad - y.exp() * grad.sum(-1, keepdim=True)
+    return grad - (y.exp() if x is None else x) * grad.sum(-1, keepdim=True)
 
 
+def _with_eager_twin(cls: type[Function]) -> type[Function]:
+    """Give a ``setup_context``-style autograd Function a classic ``forward(ctx, ...)`` twin.
+
+    ``torch.func`` transforms need the ``setup_context`` form, but calling such a Function
+    costs a signature binding (``inspect.signature``) per call -- tens of microseconds, a large
+    share of a small batch. :func:`_apply` uses the twin (same forward, same backward) when no
+    ``torch.func`` transform is active and nothing is being compiled.
+    """
+
+    def forward(ctx, *args):
+        out = cls.forward(*args)
+        cls.setup_context(ctx, args, out)
+        return out
+
+    cls._eager = type(
+        cls.__name__ + "Eager",
+        (Function,),
+        {
+            "forward": staticmethod(forward),
+            "backward": staticmethod(cls.backward),
+            "__doc__": f"Classic-form twin of :class:`{cls.__name__}` (see _with_eager_twin).",
+        },
+    )
+    return cls
+
+
+def _apply(cls: type[Function], *args):
+    """``cls.apply(*args)``, through the eager twin unless ``torch.func``/``torch.compile``."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return cls.apply(*args)
+    return cls._eager.apply(*args)
+
+
+@_with_eager_twin
 class _ConcreteSampler(Function):
     r"""Relaxed sample (and optionally its log-density) in one pass, with a hand-derived backward.
 
     Inputs: ``logits`` ``(..., n)`` and ``lam`` ``(..., 1)`` (or ``None`` with a Python float
-    ``scale``), both broadcastable to ``noise`` (full shape, overwritten in place); ``noise``
-    is :math:`\log E` when ``with_lp`` is false and :math:`E` itself when it is true
-    (:math:`E_k \sim \mathrm{Exp}(1)`, i.e. :math:`G_k = -\log E_k`).
+    ``scale``), both broadcastable to ``log_e``, the noise :math:`\log E` of the full shape
+    (:math:`E_k \sim \mathrm{Exp}(1)`, i.e. :math:`G_k = -\log E_k`; never modified), and
+    ``lp_noise`` -- :math:`\sum_k\log E_k - n\log\sum_k E_k`, shape ``(...)`` -- or ``None``
+    when the log-density is not wanted.
 
     Forward: :math:`z = (\ell - \log E)/\lambda`, :math:`y = \log\operatorname{softmax}(z)`;
-    outputs ``y`` (log space) and, if ``simplex``, ``x = exp(y)`` first; if ``with_lp`` also the
-    log-density of the sample, in closed form from the noise:
+    outputs ``y`` (log space) and, if ``simplex``, ``x = exp(y)`` first; with ``lp_noise`` also
+    the log-density of the sample, in closed form from the noise:
 
     .. math::
 
         \log\kappa(y) = \log\Gamma(n) + (n-1)\log\lambda + \sum_k\log E_k - n\log\sum_k E_k,
 
-    minus :math:`\sum_k y_k` when ``simplex`` (the Concrete density of :math:`x`).
+    minus :math:`\sum_k y_k` when ``simplex`` (the Concrete density of :math:`x`). Every output
+    is a new tensor (no input is modified), so callers may change the outputs in place.
 
     Backward: with :math:`\bar y` the total gradient reaching :math:`y`
     (:math:`\bar y = g_y + g_x \odot x - g_{lp}[\text{simplex}]`),
@@ -139,40 +179,48 @@ class _ConcreteSampler(Function):
     :math:`\partial\lambda = -\sum_k (g_z/\lambda)_k y_k + g_{lp}(n-1)/\lambda`
     (the log-density's total derivative: it is :math:`(n-1)/\lambda` in :math:`\lambda`, zero in
     :math:`\ell`, because :math:`\log\kappa` of the sample depends on the noise only).
+    The backward is written with out-of-place differentiable ops on the saved outputs and
+    inputs, so it is itself differentiable (double backward, Hessians) and ``torch.func``
+    transforms (``grad``, ``vmap``, ``jacrev``) apply to it (``setup_context`` and
+    ``generate_vmap_rule``).
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, logits, lam, noise, scale, simplex, with_lp):  # noqa: D102
-        n = noise.shape[-1]
-        if with_lp:
-            log_sum_e = noise.sum(-1).log_()
-            log_e = noise.log_()
-            lp = log_e.sum(-1).sub_(log_sum_e, alpha=n)
-        else:
-            log_e = noise
-        z = log_e.sub_(logits)
-        z = z.div_(-scale) if lam is None else z.div_(lam.neg())
+    def forward(logits, lam, log_e, lp_noise, scale, simplex):  # noqa: D102
+        n = log_e.shape[-1]
+        z = torch.sub(logits, log_e)
+        # In place only with a Python scalar: a batched ``lam`` (vmap) cannot be written into
+        # an unbatched ``z``.
+        z = z.div_(scale) if lam is None else z / lam
         y = _log_softmax(z, inplace=True)
-        outs = [y]
-        x = None
-        if simplex:
-            x = y.exp()
-            outs = [x, y]
-        if with_lp:
+        outs = [y.exp(), y] if simplex else [y]
+        if lp_noise is not None:
             log_lam = math.log(scale) if lam is None else lam.squeeze(-1).log()
-            lp = lp.add_(log_lam * (n - 1) + math.lgamma(n))
+            lp = lp_noise + (log_lam * (n - 1) + math.lgamma(n))
             if simplex:
-                lp = lp.sub_(y.sum(-1))
+                lp = lp - y.sum(-1)
             outs.append(lp)
-        ctx.save_for_backward(y, x, lam, logits, outs[-1] if with_lp else None)
-        ctx.info = (logits.shape, None if lam is None else lam.shape, scale, simplex, with_lp)
         return tuple(outs) if len(outs) > 1 else outs[0]
 
     @staticmethod
+    def setup_context(ctx, inputs, output):  # noqa: D102
+        logits, lam, _, lp_noise, scale, simplex = inputs
+        outs = output if isinstance(output, tuple) else (output,)
+        x, y = (outs[0], outs[1]) if simplex else (None, outs[0])
+        ctx.save_for_backward(y, x, lam)
+        ctx.info = (
+            logits.shape,
+            None if lam is None else lam.shape,
+            scale,
+            simplex,
+            lp_noise is not None,
+        )
+
+    @staticmethod
     def backward(ctx, *grads):  # noqa: D102
-        if torch.is_grad_enabled():  # create_graph=True: higher-order derivatives
-            return _sampler_backward_by_recomputation(ctx, grads)
-        y, x, lam, _, _ = ctx.saved_tensors
+        y, x, lam = ctx.saved_tensors
         logits_shape, lam_shape, scale, simplex, with_lp = ctx.info
         n = y.shape[-1]
         if simplex:
@@ -184,76 +232,29 @@ class _ConcreteSampler(Function):
         if gx is not None:
             bar = gx * x if bar is None else torch.addcmul(bar, gx, x)
         if glp is not None and simplex:
-            bar = -glp.unsqueeze(-1).expand_as(y) if bar is None else bar - glp.unsqueeze(-1)
+            g1 = glp.unsqueeze(-1)
+            bar = (-g1).expand_as(y) if bar is None else bar - g1
         gl = None
         if bar is not None:
-            gl = _log_softmax_backward(bar, y)
-            gl = gl.div_(scale) if lam is None else gl.div_(lam)
+            gl = _log_softmax_backward(bar, y, x)
+            gl = gl.div_(scale) if lam is None else gl / lam
         grad_logits = grad_lam = None
         if ctx.needs_input_grad[0]:
             grad_logits = torch.zeros_like(y) if gl is None else gl
             grad_logits = grad_logits.sum_to_size(logits_shape)
         if lam is not None and ctx.needs_input_grad[1]:
-            grad_lam = torch.zeros(y.shape[:-1] + (1,), dtype=y.dtype, device=y.device)
+            # sum_k g_z,k z_k = sum_k g_z,k y_k because sum_k g_z,k = 0.
+            terms = []
             if gl is not None:
-                # sum_k g_z,k z_k = sum_k g_z,k y_k because sum_k g_z,k = 0.
-                grad_lam = grad_lam - (gl * y).sum(-1, keepdim=True)
+                terms.append(-(gl * y).sum(-1, keepdim=True))
             if glp is not None:
-                grad_lam = grad_lam + glp.unsqueeze(-1) * ((n - 1) / lam)
-            grad_lam = grad_lam.sum_to_size(lam_shape)
+                terms.append(glp.unsqueeze(-1) * ((n - 1) / lam))
+            if not terms:
+                grad_lam = torch.zeros(lam_shape, dtype=y.dtype, device=y.device)
+            else:
+                grad_lam = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+                grad_lam = grad_lam.sum_to_size(lam_shape)
         return grad_logits, grad_lam, None, None, None, None
-
-
-def _grads_of(outputs, grads, inputs, needs) -> list[Tensor | None]:
-    """Differentiable vector-Jacobian products of ``outputs`` w.r.t. the needed ``inputs``."""
-    pairs = [
-        (o, g) for o, g in zip(outputs, grads, strict=True) if g is not None and o.requires_grad
-    ]
-    wanted = [
-        i for i, (t, need) in enumerate(zip(inputs, needs, strict=True)) if need and t is not None
-    ]
-    result: list[Tensor | None] = [None] * len(inputs)
-    if not pairs or not wanted:
-        return result
-    got = torch.autograd.grad(
-        [o for o, _ in pairs],
-        [inputs[i] for i in wanted],
-        [g for _, g in pairs],
-        create_graph=True,
-        allow_unused=True,
-    )
-    for i, g in zip(wanted, got, strict=True):
-        result[i] = g
-    return result
-
-
-def _sampler_backward_by_recomputation(ctx, grads):
-    r"""Backward of :class:`_ConcreteSampler` that is itself differentiable (double backward).
-
-    The noise is gone (it was overwritten), but :math:`y` is invariant to a per-row shift of
-    :math:`z`, so the constant :math:`\log E' = \ell - \lambda y` reproduces the sample:
-    :math:`\log\operatorname{softmax}((\ell - \log E')/\lambda) = y`. The outputs are
-    recomputed from it with ordinary differentiable ops and differentiated with
-    ``create_graph=True``.
-    """
-    y, x, lam, logits, lp = ctx.saved_tensors
-    _, _, scale, simplex, with_lp = ctx.info
-    n = y.shape[-1]
-    t = lam if lam is not None else scale
-    with torch.no_grad():
-        log_e = logits - t * y
-    y_r = torch.log_softmax((logits - log_e) / t, -1)
-    outs: list[Tensor] = [y_r.exp(), y_r] if simplex else [y_r]
-    if with_lp:
-        lp_r = lp.detach()
-        if lam is not None:
-            log_lam = lam.squeeze(-1).log()
-            lp_r = lp_r + (n - 1) * (log_lam - log_lam.detach())
-        if simplex:
-            lp_r = lp_r - (y_r.sum(-1) - y.detach().sum(-1))
-        outs.append(lp_r)
-    g_logits, g_lam = _grads_of(outs, grads, [logits, lam], ctx.needs_input_grad[:2])
-    return g_logits, g_lam, None, None, None, None
 
 
 def _concrete_sample(
@@ -269,34 +270,47 @@ def _concrete_sample(
 
     ``temperature``: a Python float (no gradient) or a Tensor broadcastable to ``shape[:-1]``.
     Returns ``y``; ``(x, y)`` if ``simplex``; with the log-density appended if ``with_lp``.
+    Every returned tensor is new (safe to modify in place).
     """
     dtype = logits.dtype
-    if with_lp:
-        noise = sample_exponential(shape, dtype=dtype, device=logits.device, generator=generator)
-    else:
-        noise = _log_exponential(shape, dtype=dtype, device=logits.device, generator=generator)
+    e = sample_exponential(shape, dtype=dtype, device=logits.device, generator=generator)
+    log_sum_e = e.sum(-1).log_() if with_lp else None
+    log_e = e.log_()
+    lp_noise = log_e.sum(-1).sub_(log_sum_e, alpha=shape[-1]) if with_lp else None
     if isinstance(temperature, Tensor):
         lam = temperature.unsqueeze(-1) if temperature.dim() > 0 else temperature.reshape(1)
-        out = _ConcreteSampler.apply(logits, lam, noise, None, simplex, with_lp)
+        out = _apply(_ConcreteSampler, logits, lam, log_e, lp_noise, None, simplex)
     else:
-        out = _ConcreteSampler.apply(logits, None, noise, float(temperature), simplex, with_lp)
-    if noise.dtype != dtype:  # half types: computed in float32, returned in the input dtype
+        out = _apply(
+            _ConcreteSampler, logits, None, log_e, lp_noise, float(temperature), simplex
+        )
+    if log_e.dtype != dtype:  # half types: computed in float32, returned in the input dtype
         out = tuple(o.to(dtype) for o in out) if isinstance(out, tuple) else out.to(dtype)
     return out
 
 
+@_with_eager_twin
 class _ExpConcreteLogProb(Function):
     r"""ExpConcrete log-density with a hand-derived backward (one pass each way).
 
     Forward: :math:`s = \ell - \lambda y`,
-    :math:`\log\kappa = \sum_k \log\operatorname{softmax}(s)_k + (n-1)\log\lambda + \log\Gamma(n)`.
+    :math:`\log\kappa = \sum_k \log\operatorname{softmax}(s)_k + (n-1)\log\lambda + \log\Gamma(n)`,
+    minus :math:`\sum_k y_k` when ``simplex`` (the Concrete log-density of :math:`x = e^y`).
+    Outputs ``(lp, ls)`` with ``ls = log_softmax(s)`` (non-differentiable, kept for the
+    backward; :func:`exp_concrete_log_prob` returns ``lp`` only).
     Backward, with :math:`p = \operatorname{softmax}(s)` and upstream gradient :math:`g`:
-    :math:`g_s = g\,(1 - n p)`, :math:`\partial\ell = g_s`, :math:`\partial y = -\lambda g_s`,
+    :math:`g_s = g\,(1 - n p)`, :math:`\partial\ell = g_s`,
+    :math:`\partial y = -\lambda g_s - g[\text{simplex}]`,
     :math:`\partial\lambda = -\sum_k g_{s,k} y_k + g\,(n-1)/\lambda`.
+    Nothing is modified in place that autograd or ``torch.func`` can see; under
+    ``create_graph=True`` ``ls`` is recomputed from the saved inputs with differentiable ops, so
+    second derivatives are exact.
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, logits, lam, value, scale):  # noqa: D102
+    def forward(logits, lam, value, scale, simplex):  # noqa: D102
         n = value.shape[-1]
         if lam is None:
             s = torch.add(logits, value, alpha=-scale)
@@ -305,53 +319,72 @@ class _ExpConcreteLogProb(Function):
             s = torch.addcmul(logits, value, lam, value=-1.0)
             const = lam.squeeze(-1).log() * (n - 1) + math.lgamma(n)
         ls = _log_softmax(s, inplace=True)
-        lp = ls.sum(-1).add_(const)
-        ctx.save_for_backward(ls, value, lam, logits)
-        ctx.info = (logits.shape, value.shape, None if lam is None else lam.shape, scale)
-        return lp
+        lp = ls.sum(-1)
+        lp = lp.add_(const) if lam is None else lp + const
+        if simplex:
+            lp = lp - value.sum(-1)
+        return lp, ls
 
     @staticmethod
-    def backward(ctx, glp):  # noqa: D102
+    def setup_context(ctx, inputs, output):  # noqa: D102
+        logits, lam, value, scale, simplex = inputs
+        ls = output[1]
+        ctx.mark_non_differentiable(ls)
+        ctx.save_for_backward(ls, value, lam, logits)
+        ctx.info = (logits.shape, value.shape, None if lam is None else lam.shape, scale, simplex)
+
+    @staticmethod
+    def backward(ctx, glp, _):  # noqa: D102
         ls, value, lam, logits = ctx.saved_tensors
-        logits_shape, value_shape, lam_shape, scale = ctx.info
-        if torch.is_grad_enabled():  # create_graph=True: recompute with differentiable ops
-            n = value.shape[-1]
-            t = lam if lam is not None else scale
-            lp = torch.log_softmax(logits - t * value, -1).sum(-1) + math.lgamma(n)
-            if lam is not None:
-                lp = lp + (n - 1) * lam.squeeze(-1).log()
-            g_logits, g_lam, g_value = _grads_of(
-                [lp], [glp], [logits, lam, value], ctx.needs_input_grad[:3]
-            )
-            return g_logits, g_lam, g_value, None
+        logits_shape, value_shape, lam_shape, scale, simplex = ctx.info
         n = ls.shape[-1]
+        higher = torch.is_grad_enabled()  # create_graph=True: keep the graph to the inputs
+        if higher:
+            t = lam if lam is not None else scale
+            ls = torch.log_softmax(logits - t * value, -1)
         g = glp.unsqueeze(-1)
         if n >= _FUSED_MIN_CLASSES:
             gs = torch._log_softmax_backward_data(g.expand_as(ls), ls, -1, ls.dtype)
+        elif higher:  # out of place: exp's output is needed by its own backward
+            gs = (1.0 - n * ls.exp()) * g
         else:
-            gs = ls.exp().mul_(-n).add_(1.0).mul_(g)
+            gs = ls.exp().mul_(-n).add_(1.0) * g  # (1 - n p) g; in place on a new tensor
         grad_logits = grad_value = grad_lam = None
         if ctx.needs_input_grad[0]:
             grad_logits = gs.sum_to_size(logits_shape)
         if ctx.needs_input_grad[2]:
-            grad_value = (gs * -scale if lam is None else gs * lam.neg()).sum_to_size(value_shape)
+            if lam is None:  # -scale gs, minus g for the simplex term (one pass)
+                grad_value = gs * -scale - g if simplex else gs * -scale
+            else:
+                grad_value = gs * lam.neg() - g if simplex else gs * lam.neg()
+            grad_value = grad_value.sum_to_size(value_shape)
         if lam is not None and ctx.needs_input_grad[1]:
             grad_lam = (g * ((n - 1) / lam) - (gs * value).sum(-1, keepdim=True)).sum_to_size(
                 lam_shape
             )
-        return grad_logits, grad_lam, grad_value, None
+        return grad_logits, grad_lam, grad_value, None, None
 
 
+@_with_eager_twin
 class _StraightThrough(Function):
-    """Forward: the hard value exactly. Backward: the gradient goes to the soft value."""
+    """Forward: the exact one-hot vector of ``argmax(soft)`` (first maximiser on ties), a new
+    tensor. Backward: the gradient goes to ``soft`` unchanged (straight-through)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, soft: Tensor, hard: Tensor) -> Tensor:  # noqa: D102
-        return hard
+    def forward(soft: Tensor) -> Tensor:  # noqa: D102
+        index = soft.argmax(-1, keepdim=True)
+        one_hot = torch.zeros_like(soft, memory_format=torch.contiguous_format)
+        return one_hot.scatter_(-1, index, 1.0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # noqa: D102
+        pass
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: D102
-        return grad, None
+        return grad
 
 
 def gumbel_softmax(
@@ -376,6 +409,13 @@ def gumbel_softmax(
 
     Unlike ``torch.nn.functional.gumbel_softmax``, a temperature :math:`\le 0`, NaN or inf
     raises ``ValueError`` instead of silently returning NaN, and the noise never contains inf.
+
+    The output is a new tensor (safe to modify in place). ``torch.func`` transforms apply
+    (``grad``, ``jacrev``, ``vmap`` with ``randomness="same"``/``"different"``); inside ``vmap``
+    the checks of *batched* logits/temperatures are skipped (they need data-dependent control
+    flow): validate outside. Under ``torch.compile(fullgraph=False)`` the finiteness check of
+    the logits and the check of a Tensor temperature graph-break (a Python ``bool`` of tensor
+    data); the sample itself is captured.
 
     Args:
         logits: ``(..., n, ...)`` finite unnormalised log-probabilities :math:`\ell`
@@ -414,13 +454,7 @@ def gumbel_softmax(
     soft = _concrete_sample(
         moved, temp, moved.shape, simplex=True, with_lp=False, generator=generator
     )[0]
-    if hard:
-        index = soft.detach().argmax(-1, keepdim=True)
-        one_hot = torch.zeros_like(soft, memory_format=torch.contiguous_format)
-        one_hot.scatter_(-1, index, 1.0)
-        out = _StraightThrough.apply(soft, one_hot)
-    else:
-        out = soft
+    out = _apply(_StraightThrough, soft) if hard else soft
     if dim != last:
         out = out.movedim(-1, dim)
     return out.to(out_dtype) if out.dtype != out_dtype else out
