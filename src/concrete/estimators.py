@@ -77,8 +77,8 @@ from torch import Tensor, nn
 
 from concrete.gumbel import _check_finite, _uniform, sample_exponential, sample_gumbel
 from concrete.relaxed import (
+    _apply,
     _ConcreteSampler,
-    _StraightThrough,
     gumbel_softmax,
     validate_temperature,
 )
@@ -409,6 +409,11 @@ def _conditional(logits: Tensor, b: Tensor, kind: str, generator: torch.Generato
     return conditional_logistic(logits, b, generator=generator)
 
 
+def _straight_through(soft: Tensor, hard: Tensor) -> Tensor:
+    """Forward value ``hard`` (exactly: ``soft - soft.detach()`` is 0), gradient to ``soft``."""
+    return hard + (soft - soft.detach())
+
+
 def _soft(logits: Tensor, noise: Tensor, temperature: Tensor | float, kind: str) -> Tensor:
     """sigma_lambda(theta + noise) with the gradient flowing to ``logits``.
 
@@ -416,11 +421,11 @@ def _soft(logits: Tensor, noise: Tensor, temperature: Tensor | float, kind: str)
     the values are bitwise those of ``gumbel_softmax`` on the same draw.
     """
     if kind == "categorical":
-        log_e = noise.neg().contiguous()  # overwritten by the sampler
+        log_e = noise.neg()  # the sampler never modifies its inputs
         if isinstance(temperature, Tensor):
             lam = temperature.reshape(1) if temperature.dim() == 0 else temperature.unsqueeze(-1)
-            return _ConcreteSampler.apply(logits, lam, log_e, None, True, False)[0]
-        return _ConcreteSampler.apply(logits, None, log_e, float(temperature), True, False)[0]
+            return _apply(_ConcreteSampler, logits, lam, log_e, None, None, True)[0]
+        return _apply(_ConcreteSampler, logits, None, log_e, None, float(temperature), True)[0]
     return torch.sigmoid((logits + noise) / temperature)
 
 
@@ -670,7 +675,7 @@ def straight_through(
     k = _check_samples(samples)
     b = sample(logits, k, kind=kind, generator=generator)
     mean = torch.softmax(logits, -1) if kind == "categorical" else torch.sigmoid(logits)
-    b_st = _StraightThrough.apply(mean.expand_as(b), b)
+    b_st = _straight_through(mean.expand_as(b), b)
     fb, _ = _call_f(f, b_st, _batch_shape(logits, kind))
     return _mc(fb)
 
@@ -724,7 +729,7 @@ def gumbel_softmax_estimator(
         noise = _noise(logits, k, kind, generator)
         x = _soft(logits, noise, lam, kind)
         if hard:
-            x = _StraightThrough.apply(x, _hard(logits.detach() + noise, kind))
+            x = _straight_through(x, _hard(logits.detach() + noise, kind))
     fx, _ = _call_f(f, x, batch)
     return _mc(fx)
 
@@ -818,7 +823,7 @@ def gumbel_rao(
         zc = _conditional(theta, b.expand(r - 1, *b.shape), kind, generator)
         soft_c = _soft(logits, zc - theta, lam, kind)  # (R-1, K, *shape)
         soft = (soft + soft_c.sum(0)) / r
-    fb, _ = _call_f(f, _StraightThrough.apply(soft, b), batch)
+    fb, _ = _call_f(f, _straight_through(soft, b), batch)
     return _mc(fb)
 
 
