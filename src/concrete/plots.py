@@ -5,7 +5,8 @@ so chapters keep control of layout, titles and saving.
 
 Ternary plots (the 2-simplex as an equilateral triangle, see :mod:`concrete.simplex`):
 :func:`ternary_axes`, :func:`ternary_heatmap`, :func:`ternary_scatter`, and the Concrete paper's
-figure :func:`concrete_density_figure` (``scripts/make_figures.py`` writes it to ``figures/``).
+figure :func:`concrete_density_figure` (``scripts/make_figures.py`` writes it to ``figures/``)
+and the same panels on a grid for a text column, :func:`concrete_density_grid`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
@@ -189,6 +191,82 @@ def concrete_density_figure(
         ax.set_title(rf"$\lambda = {float(lam):g}$")
     for ax in axes:
         ax.set_ylim(-0.1, 1.1)  # same scale in every panel (room for the bars)
+    fig.tight_layout()
+    return fig
+
+
+def concrete_density_grid(
+    alpha: Sequence[float] = (2.0, 0.5, 1.0),
+    temperatures: Sequence[float] = (0.5, 1.0, 2.0),
+    ncols: int = 2,
+    width: float = 7.5,
+    resolution: int = 90,
+    decades: float = 4.0,
+    labels: Sequence[str] = ("$e_1$", "$e_2$", "$e_3$"),
+    fontsize: float = 11,
+) -> Figure:
+    r"""The panels of :func:`concrete_density_figure` on a grid, sized for a text column.
+
+    Same content (the discrete law :math:`\pi_k = \alpha_k/\sum_i\alpha_i` as bars at the
+    vertices, then one log-scale heatmap of :math:`p_{\alpha,\lambda}` per temperature,
+    ``decades`` decades below the panel's largest value) on ``ncols`` columns, ``width`` inches
+    wide, with vertex ``labels`` and titles, bar values and colour-bar ticks at ``fontsize``
+    points (readable when the figure is shown at a text column's width).
+
+    Returns the ``Figure``; raises ``ValueError`` for a bad ``alpha``, temperature, ``decades``,
+    ``ncols`` or ``width``.
+    """
+    from concrete.distributions import Concrete  # local import: plots must not need it at load
+
+    a = torch.as_tensor(alpha, dtype=torch.float64)
+    if a.shape != (3,) or not bool((a > 0).all()) or not bool(torch.isfinite(a).all()):
+        raise ValueError(f"alpha must be three positive finite numbers, got alpha={alpha!r}")
+    if not decades > 0:
+        raise ValueError(f"decades must be positive, got decades={decades!r}")
+    if not (isinstance(ncols, int) and ncols >= 1):
+        raise ValueError(f"ncols must be a positive integer, got ncols={ncols!r}")
+    if not width > 0:
+        raise ValueError(f"width must be positive, got width={width!r}")
+    n_panels = 1 + len(temperatures)
+    nrows = -(-n_panels // ncols)
+    panel_w = width / ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, nrows * 0.85 * panel_w), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n_panels:]:
+        ax.axis("off")
+    pi = (a / a.sum()).tolist()
+    ax = ternary_axes(flat[0], labels=None)
+    for (vx, vy), p_k, lab in zip(TRIANGLE_VERTICES, pi, labels, strict=True):
+        height = 0.15 * p_k / max(pi)
+        ax.add_patch(plt.Rectangle((vx - 0.025, vy), 0.05, height, color="C3", zorder=4))
+        ax.text(
+            vx, vy + height + 0.06, f"{lab}: {p_k:.2f}", ha="center", va="center", fontsize=fontsize
+        )
+    ax.set_title(r"discrete ($\lambda \to 0$)", fontsize=fontsize + 1)
+    spacer = fig.colorbar(ScalarMappable(), ax=ax, shrink=0.75, pad=0.02)  # same panel size
+    spacer.ax.set_visible(False)
+    centroids = torch.from_numpy(triangular_grid(resolution).centroids)
+    for ax, lam in zip(flat[1:n_panels], temperatures, strict=True):
+        dist = Concrete(float(lam), logits=a.log())  # validates the temperature
+        values = dist.log_prob(centroids).exp()
+        vmax = values.max().item()
+        pc = ternary_heatmap(
+            values,
+            ax=ax,
+            resolution=resolution,
+            log_scale=True,
+            cmap="magma",
+            vmin=vmax / 10**decades,
+            vmax=vmax,
+            labels=None,
+            colorbar=False,
+        )
+        ternary_axes(ax, labels=labels, fontsize=fontsize)
+        cbar = fig.colorbar(pc, ax=ax, shrink=0.75, pad=0.02)
+        cbar.ax.tick_params(labelsize=fontsize - 1)
+        ax.set_title(rf"$\lambda = {float(lam):g}$", fontsize=fontsize + 1)
+    for ax in flat[:n_panels]:
+        ax.set_ylim(-0.12, 1.1)  # same scale in every panel (room for the bars)
     fig.tight_layout()
     return fig
 
