@@ -15,6 +15,8 @@ from concrete.evaluate import (
     evaluate_discrete,
     exact_log_px,
     iw_bound,
+    iw_bounds_by_k,
+    iw_log_weights,
     sample_codes,
 )
 
@@ -225,3 +227,45 @@ def test_inactive_units_counts_units_that_never_fire():
     assert not any(h for m in model.modules() for h in m._forward_hooks.values())
     with pytest.raises(ValueError, match="images"):
         inactive_units(model, torch.rand(6))
+
+
+def test_iw_log_weights_reproduce_iw_bound_and_bounds_by_k():
+    encode, decode = tiny_model(seed=5)
+    x = data(seed=6, b=5)
+    lw = iw_log_weights(encode, decode, x, 40, generator=torch.Generator().manual_seed(3), chunk=7)
+    assert lw.shape == (40, 5)
+    iw = iw_bound(encode, decode, x, 40, generator=torch.Generator().manual_seed(3), chunk=7)
+    torch.testing.assert_close(torch.logsumexp(lw, 0) - math.log(40), iw)
+    by_k = iw_bounds_by_k(lw, [1, 4, 40])
+    # k = k_max is the bound itself; k = 1 is the mean log weight (a one-code ELBO estimate)
+    torch.testing.assert_close(by_k[2], iw)
+    torch.testing.assert_close(by_k[0], lw.mean(0))
+    groups = lw.reshape(10, 4, 5)
+    torch.testing.assert_close(by_k[1], (torch.logsumexp(groups, 1) - math.log(4)).mean(0))
+
+
+def test_iw_bounds_by_k_increase_towards_log_px():
+    # E L_1 = ELBO <= E L_k <= log p(x): with 20 000 codes the group means are ordered and the
+    # largest k is within 0.05 nats of the exact log p(x) (9 codes, same tiny model as above).
+    encode, decode = tiny_model(seed=3)
+    x = data(seed=4, b=3)
+    log_px, exact_elbo = brute_force(encode, decode, x)
+    lw = iw_log_weights(encode, decode, x, 20_000, generator=torch.Generator().manual_seed(0),
+                        chunk=5000)
+    by_k = iw_bounds_by_k(lw, [1, 10, 100, 1000, 20_000])
+    torch.testing.assert_close(by_k[0], exact_elbo, atol=0.05, rtol=0)
+    assert (by_k[1:] >= by_k[:-1] - 1e-3).all()
+    assert (by_k[-1] <= log_px + 0.05).all()
+    torch.testing.assert_close(by_k[-1], log_px, atol=0.05, rtol=0)
+
+
+def test_iw_bounds_by_k_rejects_bad_input():
+    lw = torch.zeros(10, 3)
+    with pytest.raises(ValueError, match="divide"):
+        iw_bounds_by_k(lw, [3])
+    with pytest.raises(ValueError, match="k_max, B"):
+        iw_bounds_by_k(torch.zeros(10), [1])
+    with pytest.raises(ValueError, match="ks"):
+        iw_bounds_by_k(lw, [])
+    with pytest.raises(ValueError, match="finite"):
+        iw_bounds_by_k(torch.full((10, 3), float("nan")), [1])

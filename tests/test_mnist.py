@@ -18,7 +18,9 @@ from concrete.mnist import (
     exp_lr_decay,
     load_binarized_test,
     load_mnist,
+    match_labels,
     mnist_vae,
+    per_class_indices,
 )
 
 DATA = data_dir()
@@ -193,3 +195,42 @@ def test_fit_lr_schedule_is_applied_per_step():
     with pytest.raises(ValueError, match="lr_schedule"):
         fit(model, x, epochs=1, batch_size=10, device="cpu", lr_schedule=lambda s: float("nan"),
             live=False, log=False)
+
+
+def test_match_labels_finds_the_source_of_each_binarization():
+    g = torch.Generator().manual_seed(0)
+    grey = torch.rand(50, 784, generator=g) ** 3           # 50 distinct grey images
+    labels = torch.arange(50) % 7
+    order = torch.randperm(50, generator=g)
+    binary = torch.bernoulli(grey[order], generator=g)
+    assert torch.equal(match_labels(binary, grey, labels, chunk=8), labels[order])
+    with pytest.raises(ValueError, match="labels"):
+        match_labels(binary, grey, labels[:3])
+    with pytest.raises(ValueError, match="chunk"):
+        match_labels(binary, grey, labels, chunk=0)
+
+
+def test_per_class_indices_is_fixed_stratified_and_checked():
+    labels = torch.tensor([0] * 5 + [1] * 3 + [2] * 4)
+    idx = per_class_indices(labels, 2, seed=1)
+    assert idx.shape == (6,) and labels[idx].tolist() == [0, 0, 1, 1, 2, 2]
+    assert len(set(idx.tolist())) == 6
+    assert torch.equal(idx, per_class_indices(labels, 2, seed=1))
+    others = {tuple(per_class_indices(labels, 2, seed=s).tolist()) for s in range(10)}
+    assert len(others) > 1                                   # the seed matters
+    with pytest.raises(ValueError, match="fewer than per_class"):
+        per_class_indices(labels, 4)
+    with pytest.raises(ValueError, match="per_class"):
+        per_class_indices(labels, 0)
+
+
+@needs_mnist
+@pytest.mark.skipif(not HAVE_LAROCHELLE, reason=f"{LAROCHELLE_FILE} not under {DATA}")
+def test_larochelle_test_set_is_sorted_by_digit():
+    # The fixed test set has no labels; matched to torchvision's grey test images it is the MNIST
+    # test set sorted by digit (chapter 5 relies on this to pick one image of each digit).
+    test = load_binarized_test()
+    grey, labels = load_mnist(train=False)
+    sample = torch.arange(0, 10_000, 97)                     # 104 images spread over the set
+    sorted_labels = torch.repeat_interleave(torch.arange(10), torch.bincount(labels))
+    assert torch.equal(match_labels(test.images[sample], grey, labels), sorted_labels[sample])

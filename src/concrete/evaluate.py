@@ -56,6 +56,8 @@ __all__ = [
     "exact_log_px",
     "inactive_units",
     "iw_bound",
+    "iw_bounds_by_k",
+    "iw_log_weights",
     "sample_codes",
 ]
 
@@ -207,6 +209,67 @@ def iw_bound(
         lw = torch.logsumexp(log_px_z + log_pz - log_qz, 0)
         acc = lw if acc is None else torch.logaddexp(acc, lw)
     return acc - math.log(k)
+
+
+@torch.no_grad()
+def iw_log_weights(
+    encode: Encoder,
+    decode: Decoder,
+    x: Tensor,
+    k: int,
+    *,
+    prior_logits: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    chunk: int = 100,
+) -> Tensor:
+    r"""Log importance weights of ``k`` discrete codes per image, shape ``(k, B)``.
+
+    :math:`\log w_i = \log p(x\mid z_i) + \log p(z_i) - \log q(z_i\mid x)`,
+    :math:`z_i \sim q(z\mid x)` i.i.d. (Gumbel-Max), decoded ``chunk`` codes at a time.
+    :math:`\operatorname{logsumexp}_i \log w_i - \log k` is :func:`iw_bound`;
+    :func:`iw_bounds_by_k` turns the weights into :math:`\mathcal{L}_k` for several ``k``.
+    ``x``: ``(B, D)``.
+    """
+    _check_positive_int("k", k)
+    _check_positive_int("chunk", chunk)
+    _check_x(x)
+    logits = encode(x)
+    _check_inputs(x, logits)
+    n_latent, n_class = logits.shape[-2:]
+    log_prior = _prior_log_probs(prior_logits, n_latent, n_class, logits)
+    parts = []
+    for start in range(0, k, chunk):
+        idx = sample_codes(logits, min(chunk, k - start), generator)
+        log_px_z, log_pz, log_qz = _log_terms(decode, x, logits, idx, log_prior)
+        parts.append(log_px_z + log_pz - log_qz)
+    return torch.cat(parts)
+
+
+def iw_bounds_by_k(log_weights: Tensor, ks: list[int] | tuple[int, ...]) -> Tensor:
+    r""":math:`\mathcal{L}_k` for each ``k`` in ``ks`` from ``k_max`` log weights ``(k_max, B)``.
+
+    The ``k_max`` weights (i.i.d. codes, e.g. from :func:`iw_log_weights`) are split into
+    :math:`G = k_{\max}/k` disjoint groups of ``k``; each group gives one unbiased draw of
+    :math:`\mathcal{L}_k(x)` and the result is their mean,
+    :math:`\frac{1}{G}\sum_g \big(\operatorname{logsumexp}_{i \in g} \log w_i - \log k\big)`
+    (the same expectation as one draw, lower variance). Every ``k`` must divide ``k_max``.
+    Returns shape ``(len(ks), B)``, nats.
+    """
+    if not isinstance(log_weights, Tensor) or log_weights.dim() != 2:
+        shape = tuple(log_weights.shape) if isinstance(log_weights, Tensor) else type(log_weights)
+        raise ValueError(f"log_weights must have shape (k_max, B), got {shape}")
+    _check_finite("log_weights", log_weights)
+    k_max, b = log_weights.shape
+    if len(ks) == 0:
+        raise ValueError(f"ks must name at least one k, got ks={ks!r}")
+    out = []
+    for k in ks:
+        _check_positive_int("k", k)
+        if k_max % k:
+            raise ValueError(f"every k must divide k_max={k_max}, got k={k}")
+        groups = log_weights.reshape(k_max // k, k, b)
+        out.append((torch.logsumexp(groups, 1) - math.log(k)).mean(0))
+    return torch.stack(out)
 
 
 @torch.no_grad()

@@ -40,6 +40,8 @@ __all__ = [
     "dynamic_binarize",
     "load_binarized_test",
     "load_mnist",
+    "match_labels",
+    "per_class_indices",
 ]
 
 DATA_ENV = "CONCRETE_DATA"
@@ -213,6 +215,60 @@ def load_binarized_test(
         f"torchvision's MNIST test images binarized once with seed {seed} "
         f"({len(images)} images; {path} not found)",
     )
+
+
+def match_labels(
+    images: torch.Tensor, grey: torch.Tensor, labels: torch.Tensor, *, chunk: int = 1000
+) -> torch.Tensor:
+    r"""Label each binary image by the grey image it was most likely binarized from.
+
+    For binary ``images`` ``(n, D)`` and grey levels ``grey`` ``(m, D)`` with ``labels``
+    ``(m,)``, image :math:`i` gets ``labels[j*]`` with
+    :math:`j^* = \arg\max_j \sum_d x_{id}\log g_{jd} + (1 - x_{id})\log(1 - g_{jd})`, the
+    Bernoulli log-likelihood of :math:`x_i` under :math:`g_j` (grey levels clipped to
+    :math:`[10^{-3}, 1 - 10^{-3}]`). Used to recover the digit of each image of Larochelle's
+    fixed binarization, which ships without labels. ``chunk`` images are matched at a time.
+    Returns int64 ``(n,)``.
+    """
+    if images.dim() != 2 or grey.dim() != 2 or images.shape[1] != grey.shape[1]:
+        raise ValueError(
+            f"images and grey must be (n, D) and (m, D), got images={tuple(images.shape)}, "
+            f"grey={tuple(grey.shape)}"
+        )
+    if labels.shape != (len(grey),):
+        raise ValueError(f"labels must have shape ({len(grey)},), got {tuple(labels.shape)}")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got chunk={chunk!r}")
+    g = grey.to(torch.float32).clamp(1e-3, 1 - 1e-3)
+    log_g, log_1g = g.log().T, torch.log1p(-g).T
+    best = [
+        (x @ log_g + (1 - x) @ log_1g).argmax(1)
+        for x in images.to(torch.float32).split(chunk)
+    ]
+    return labels[torch.cat(best)]
+
+
+def per_class_indices(labels: torch.Tensor, per_class: int, *, seed: int = 0) -> torch.Tensor:
+    """A fixed random selection of ``per_class`` indices of each class, ordered by class.
+
+    ``labels``: int64 ``(n,)`` with classes ``0 .. C-1``; within each class the indices are a
+    random draw without replacement under ``torch.Generator().manual_seed(seed)``. Returns
+    int64 ``(C * per_class,)``: class 0's indices first. (Chapter 5 shows one test image of
+    each digit and evaluates on a stratified subset: the fixed test set is sorted by digit.)
+    """
+    if labels.dim() != 1 or labels.dtype != torch.int64 or len(labels) == 0:
+        raise ValueError(f"labels must be a non-empty int64 vector, got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
+    if not isinstance(per_class, int) or isinstance(per_class, bool) or per_class < 1:
+        raise ValueError(f"per_class must be a positive int, got per_class={per_class!r}")
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for c in range(int(labels.max()) + 1):
+        idx = (labels == c).nonzero().squeeze(1)
+        if len(idx) < per_class:
+            raise ValueError(f"class {c} has {len(idx)} images, fewer than per_class={per_class}")
+        out.append(idx[torch.randperm(len(idx), generator=gen)[:per_class]])
+    return torch.cat(out)
 
 
 # ------------------------------------------------------------------------ model and schedules
