@@ -35,21 +35,22 @@ for a categorical :math:`b` (one-hot over the last dimension, :math:`n` classes,
 
 **The estimators** (:data:`ESTIMATORS` maps names to functions):
 
-========================  =======================  ==============================================
-name                      function                 unbiased?
-========================  =======================  ==============================================
-``"exact"``               :func:`exact`            the exact gradient (enumeration)
-``"reinforce"``           :func:`score_function`   yes (Williams 1992); baselines none/EMA/const
-``"rloo"``                :func:`score_function`   yes, leave-one-out baseline (Kool et al. 2019)
-``"straight_through"``    :func:`straight_through` no (Bengio et al. 2013)
-``"gumbel_softmax"``      :func:`gumbel_softmax_estimator`  no: gradient of the relaxed objective
-``"st_gumbel_softmax"``   :func:`st_gumbel_softmax`  no (Jang et al. 2017)
-``"gumbel_rao"``          :func:`gumbel_rao`       no; lower variance than ST-GS (Paulus et al.)
-``"rebar"``               :func:`rebar`            yes (Tucker et al. 2017)
-``"relax"``               :func:`relax`            yes, learned control variate (Grathwohl 2018)
-``"arm"``                 :func:`arm`              yes, Bernoulli only (Yin & Zhou 2019)
-``"disarm"``              :func:`disarm`           yes, Bernoulli only (Dong et al. 2020)
-========================  =======================  ==============================================
+* ``"exact"`` -- :func:`exact`: the exact gradient by enumeration (small spaces);
+* ``"reinforce"`` -- :func:`score_function`: unbiased (Williams 1992); baselines none, EMA
+  (:class:`EMABaseline`) or a constant;
+* ``"rloo"`` -- :func:`score_function` with ``baseline="loo"``: unbiased, leave-one-out
+  baseline over the K samples (Kool et al. 2019);
+* ``"straight_through"`` -- :func:`straight_through`: biased (Bengio et al. 2013);
+* ``"gumbel_softmax"`` -- :func:`gumbel_softmax_estimator`: biased, the gradient of the
+  relaxed objective (Jang et al. 2017; Maddison et al. 2017);
+* ``"st_gumbel_softmax"`` -- :func:`st_gumbel_softmax`: biased (Jang et al. 2017);
+* ``"gumbel_rao"`` -- :func:`gumbel_rao`: biased like ST-GS, lower variance
+  (Paulus, Maddison & Krause 2021);
+* ``"rebar"`` -- :func:`rebar`: unbiased (Tucker et al. 2017);
+* ``"relax"`` -- :func:`relax`: unbiased, learned control variate (Grathwohl et al. 2018);
+* ``"arm"`` -- :func:`arm`: unbiased, Bernoulli only (Yin & Zhou 2019);
+* ``"disarm"`` -- :func:`disarm`: unbiased, Bernoulli only, never more variance than ARM
+  (Dong, Mnih & Tucker 2020);
 
 plus the learning signals of NVIL (:class:`NVIL`, Mnih & Gregor 2014) and VIMCO
 (:func:`vimco_learning_signals`, :func:`vimco_surrogate`, Mnih & Rezende 2016) for
@@ -304,11 +305,6 @@ def _hard(z: Tensor, kind: str) -> Tensor:
     return _one_hot_argmax(z) if kind == "categorical" else (z > 0).to(z.dtype)
 
 
-def _log1mexp(a: Tensor) -> Tensor:
-    """log(1 - exp(a)) for a < 0, accurate on both sides of -log 2."""
-    return torch.where(a > -math.log(2.0), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
-
-
 def conditional_gumbel(
     logits: Tensor, b: Tensor, *, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -325,7 +321,9 @@ def conditional_gumbel(
         \tilde z_k = \log\textstyle\sum_j e^{\theta_j} - \log E_k, \qquad
         \tilde z_i = -\log\big(e^{-\tilde z_k} + E_i e^{-\theta_i}\big) \quad (i \ne k),
 
-    computed as ``-logaddexp(-z_k, log E_i - θ_i)`` (finite for any finite logits). Then
+    computed as :math:`\tilde z_i = \theta_i - \log(E_i + E_k\,p_i)`,
+    :math:`p = \operatorname{softmax}(\theta)` (the same number; finite for any finite logits,
+    as :math:`E_i > 0`). Then
     :math:`\arg\max_j \tilde z_j = k` always, and drawing :math:`b \sim p_\theta` first and
     :math:`\tilde z` second reproduces the joint law of :math:`(b, z)`.
 
@@ -348,11 +346,12 @@ def conditional_gumbel(
             f"got b of shape {tuple(getattr(b, 'shape', ()))}"
         )
     e = sample_exponential(b.shape, dtype=logits.dtype, device=logits.device, generator=generator)
-    log_e = e.log()
-    top = torch.logsumexp(logits, -1, keepdim=True) - log_e  # candidate value of the maximum
-    z_k = (top * b).sum(-1, keepdim=True)  # the maximum, at the sampled class
-    others = -torch.logaddexp(-z_k, log_e - logits)
-    return torch.where(b > 0.5, z_k, others)
+    idx = b.argmax(-1, keepdim=True)
+    e_k = e.gather(-1, idx)  # (..., 1)
+    lse = torch.logsumexp(logits, -1, keepdim=True)
+    # z_i = theta_i - log(E_i + E_k p_i): the same value as -log(e^{-z_k} + E_i e^{-theta_i})
+    others = logits - torch.addcmul(e, e_k, torch.softmax(logits, -1)).log()
+    return others.scatter(-1, idx, (lse - e_k.log()).expand(idx.shape))
 
 
 def conditional_logistic(
@@ -369,8 +368,15 @@ def conditional_logistic(
         U' = \begin{cases} 1 - p\,(1 - V) & b = 1 \\ V (1 - p) & b = 0 \end{cases},
         \qquad \tilde z = \theta + \log U' - \log(1 - U'),
 
-    evaluated in log space (:math:`\log(1-U') = \log\sigma(\theta) + \log(1-V)` for
-    :math:`b = 1`, :math:`\log U' = \log V + \log\sigma(-\theta)` for :math:`b = 0`).
+    which simplifies to
+
+    .. math::
+
+        \tilde z = \log\big(1 + e^{\theta} V\big) - \log(1 - V) \;(b = 1), \qquad
+        \tilde z = \log(1 - V) - \log\big(1 + e^{-\theta} V\big) \;(b = 0),
+
+    evaluated with ``softplus`` and ``log1p``: each term has the sign of the truncation, so
+    :math:`\mathbb{1}[\tilde z > 0] = b` holds in floating point too.
 
     Args:
         logits: ``(*batch)``.
@@ -392,12 +398,8 @@ def conditional_logistic(
         )
     v = _uniform(b.shape, dtype=logits.dtype, device=logits.device, generator=generator)
     log_v, log_1mv = v.log(), torch.log1p(-v)
-    ls_pos, ls_neg = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
-    # b = 1: log(1 - U') = log p + log(1 - V); b = 0: log U' = log V + log(1 - p).
-    log_1mu1 = ls_pos + log_1mv
-    z1 = logits + _log1mexp(log_1mu1) - log_1mu1
-    log_u0 = log_v + ls_neg
-    z0 = logits + log_u0 - _log1mexp(log_u0)
+    z1 = nn.functional.softplus(logits + log_v) - log_1mv  # > 0: softplus > 0, -log(1-V) > 0
+    z0 = log_1mv - nn.functional.softplus(log_v - logits)  # < 0 (mirror image)
     return torch.where(b > 0.5, z1, z0)
 
 
@@ -913,10 +915,18 @@ def _control_estimate(
         raise ValueError(
             f"control must return the shape of f(b), {tuple(fb.shape)}, got {tuple(c_z.shape)}"
         )
-    lp = _event_sum(log_prob(theta, b, kind=kind), d)
-    obj = ((fb.detach() - c_cond.detach()) * lp + c_z - c_cond).mean(0).sum()
+    # score term, grad log p(b) = b - E[b] in closed form, so that the weight f(b) - c(z~)
+    # keeps its graph to the control's parameters (RELAX differentiates the estimate in them)
+    weight = _expand_event(fb.detach() - c_cond, len(batch))
+    mean = torch.softmax(theta, -1) if kind == "categorical" else torch.sigmoid(theta)
+    if kind == "categorical":
+        weight = weight.unsqueeze(-1)
+    score = (weight * (b - mean.detach())).mean(0)
     with torch.enable_grad():
-        (g,) = torch.autograd.grad(obj, theta, create_graph=create_graph)
+        (reparam,) = torch.autograd.grad(
+            (c_z - c_cond).mean(0).sum(), theta, create_graph=create_graph
+        )
+    g = score + reparam
     return g, fb, theta
 
 
@@ -1257,7 +1267,12 @@ def vimco_learning_signals(log_w: Tensor) -> Tensor:
     """
     if not isinstance(log_w, Tensor) or log_w.dim() == 0 or not log_w.dtype.is_floating_point:
         raise ValueError(f"log_w must be a floating tensor (K, *batch), got log_w={log_w!r}")
-    k = _check_samples(log_w.shape[0], "K = log_w.shape[0] (for VIMCO)", 2)
+    k = log_w.shape[0]
+    if k < 2:
+        raise ValueError(
+            f"VIMCO needs K >= 2 samples, got log_w of shape {tuple(log_w.shape)} "
+            f"(K = log_w.shape[0] = {k})"
+        )
     _check_finite("log_w", log_w.detach())
     lw = log_w.detach()
     total = torch.logsumexp(lw, 0) - math.log(k)
