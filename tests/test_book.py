@@ -40,6 +40,7 @@ PLANNED_CHAPTERS = {
     "03": "sec-concrete",
     "04": "sec-discrete-vae",
     "05": "sec-mnist-vae",
+    "06": "sec-gradient-estimators",
 }
 
 
