@@ -249,7 +249,11 @@ class TrainingMonitor:
         ncols = min(n, 3)
         nrows = math.ceil(n / ncols)
         fig, axes = plt.subplots(
-            nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False, layout="constrained"
+            nrows,
+            ncols,
+            figsize=(min(4.2 * ncols, 9.6), 3.2 * nrows),  # <= 9.6 in: readable in the column
+            squeeze=False,
+            layout="constrained",
         )
         flat = list(axes.ravel())
         for ax, (group, names) in zip(flat, panels.items(), strict=False):
