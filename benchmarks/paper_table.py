@@ -57,6 +57,7 @@ from concrete.binary_vae import (
     VIMCOObjective,
     evaluate_bound,
     fit_steps,
+    gradient_variance,
     load_binarized_mnist,
     random_subset,
 )
@@ -89,7 +90,8 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     torch.set_num_threads(args.threads)
     data = load_binarized_mnist()
     lr = args.lr if args.lr is not None else PAPER_LR[arch]
-    tag = f"{arch}_{objective}_lr{lr:g}_s{args.seed}"
+    budget = f"_t{args.time_limit:g}" if args.time_limit else ""
+    tag = f"{arch}_{objective}_lr{lr:g}{budget}_s{args.seed}"
     out = args.out_dir / f"{tag}.json"
     ckpt = args.out_dir / "checkpoints" / f"{tag}.pt"
     torch.manual_seed(args.seed)
@@ -100,20 +102,24 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         "train": random_subset(data.train, args.eval_n, seed=0),
         "valid": random_subset(data.valid, args.eval_n, seed=0),
     }
+    curve_images = random_subset(data.test, args.curve_n, seed=2)  # the curve's own images
+    grad_batch = random_subset(data.train, 64, seed=3)
     record = {
         "script": "benchmarks/paper_table.py", "arch": arch, "paper_name": PAPER_NAMES[arch],
         "objective": objective, "m": getattr(obj, "m", 1), "lr": lr, "seed": args.seed,
         "batch_size": 64, "adam_betas": [0.9, 0.999], "weight_decay": 0.0,
         "posterior_temperature": getattr(obj, "posterior_temperature", None),
         "prior_temperature": getattr(obj, "prior_temperature", None),
-        "steps_target": args.steps, "eval_k": args.eval_k, "eval_n": args.eval_n,
+        "steps_target": args.steps, "time_limit_s": args.time_limit,
+        "eval_k": args.eval_k, "eval_n": args.eval_n,
         "eval_sets": sorted(s for s in sets if s in args.eval_sets),
+        "curve_k": args.curve_k, "curve_n": args.curve_n, "grad_repeats": args.grad_repeats,
         "data": data.source, "threads": args.threads, "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "paper_test_nll": PAPER_TABLE1[(arch, getattr(obj, "m", 1))][
             0 if objective.startswith("concrete") else 1],
-        "curve": {"steps": [], "seconds": [], "train_loss": [],
-                  **{f"{s}_neg_lk": [] for s in args.eval_sets}},
+        "curve": {"steps": [], "seconds": [], "train_loss": [], "test_neg_lk": [],
+                  "encoder_relative_variance": []},
     }
     done = 0
     if args.resume and ckpt.is_file():
@@ -121,25 +127,36 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         obj.load_state_dict(state["objective"])
         opt.load_state_dict(state["optimizer"])
         record["curve"], done = state["curve"], state["step"]
+        if state.get("final"):
+            print(f"{tag}: finished at step {done}", flush=True)
+            return json.loads(out.read_text())
         print(f"{tag}: resumed at step {done}", flush=True)
-    seconds = record["curve"]["seconds"][-1] if record["curve"]["seconds"] else 0.0
-    while done < args.steps:
+    curve = record["curve"]
+    seconds = curve["seconds"][-1] if curve["seconds"] else 0.0
+
+    def out_of_time() -> bool:
+        return args.time_limit is not None and seconds >= args.time_limit - 1e-9
+
+    while done < args.steps and not out_of_time():
         chunk = min(args.eval_every, args.steps - done)
+        left = None if args.time_limit is None else args.time_limit - seconds
         run = fit_steps(obj, data.train, steps=chunk, lr=lr, batch_size=64,
-                        seed=args.seed * 1_000_003 + done, optimizer=opt)
-        done += chunk
+                        seed=args.seed * 1_000_003 + done, optimizer=opt, time_limit=left)
+        taken = run.steps[-1]
+        done += taken
         seconds += run.seconds[-1]
-        curve = record["curve"]
         curve["steps"].append(done)
         curve["seconds"].append(round(seconds, 2))
         curve["train_loss"].append(round(run.train_loss[-1], 3))
-        gen = torch.Generator().manual_seed(12345)
-        line = f"{tag}: step {done} ({seconds:.0f} s, {chunk / run.seconds[-1]:.1f} steps/s) "
-        for name in args.eval_sets:
-            res = evaluate_bound(obj.model, sets[name], k=args.eval_k, generator=gen)
-            curve[f"{name}_neg_lk"].append(round(res.neg_log_px, 3))
-            line += f"{name} -L_{args.eval_k} {res.neg_log_px:.2f} "
-        print(line + f"(loss {run.train_loss[-1]:.2f})", flush=True)
+        res = evaluate_bound(obj.model, curve_images, k=args.curve_k,
+                             generator=torch.Generator().manual_seed(12345))
+        curve["test_neg_lk"].append(round(res.neg_log_px, 3))
+        torch.manual_seed(args.seed + done)
+        stats = gradient_variance(obj, grad_batch, repeats=args.grad_repeats)
+        curve["encoder_relative_variance"].append(round(stats.relative_variance, 5))
+        print(f"{tag}: step {done} ({seconds:.0f} s, {taken / run.seconds[-1]:.1f} steps/s) "
+              f"test -L_{args.curve_k} {res.neg_log_px:.2f} rel.var {stats.relative_variance:.3g}"
+              f" (loss {run.train_loss[-1]:.2f})", flush=True)
         record["steps_done"] = done
         record["train_seconds"] = round(seconds, 2)
         record["steps_per_second"] = round(done / seconds, 2)
@@ -149,7 +166,19 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         out.write_text(json.dumps(record, indent=1))
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"objective": obj.state_dict(), "optimizer": opt.state_dict(),
-                    "curve": record["curve"], "step": done}, ckpt)
+                    "curve": curve, "step": done}, ckpt)
+    final = {}
+    for name in args.eval_sets:
+        res = evaluate_bound(obj.model, sets[name], k=args.eval_k,
+                             generator=torch.Generator().manual_seed(12345))
+        final[f"{name}_neg_lk"] = round(res.neg_log_px, 3)
+        final[f"{name}_stderr"] = round(res.stderr, 3)
+        final["eval_seconds"] = round(final.get("eval_seconds", 0.0) + res.seconds, 1)
+    print(f"{tag}: final after {done} steps / {seconds:.0f} s: {final}", flush=True)
+    record["final"] = final
+    out.write_text(json.dumps(record, indent=1))
+    torch.save({"objective": obj.state_dict(), "optimizer": opt.state_dict(),
+                "curve": curve, "step": done, "final": True}, ckpt)
     return record
 
 
@@ -192,7 +221,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--lr", type=float, default=None, help="default: the paper's (App. D.5)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--eval-every", type=int, default=10_000)
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds in turn")
+    ap.add_argument("--time-limit", type=float, default=None,
+                    help="seconds of training (evaluation excluded); the run stops at "
+                    "whichever of --steps and --time-limit comes first")
+    ap.add_argument("--eval-every", type=int, default=10_000,
+                    help="steps between curve points")
+    ap.add_argument("--curve-k", type=int, default=100)
+    ap.add_argument("--curve-n", type=int, default=500)
+    ap.add_argument("--grad-repeats", type=int, default=16)
     ap.add_argument("--eval-k", type=int, default=1000)
     ap.add_argument("--eval-n", type=int, default=2000)
     ap.add_argument("--eval-sets", nargs="+", default=["test", "train", "valid"],
@@ -206,11 +243,14 @@ def main() -> None:
     args = ap.parse_args()
     cells = ([(a, o) for a in ("linear", "nonlinear") for o in OBJECTIVES] if args.all
              else [(args.arch, args.objective)])
-    for arch, objective in cells:
-        if args.compare_k:
-            compare_k(args, arch, objective)
-        else:
-            run_cell(args, arch, objective)
+    seeds = args.seeds if args.seeds is not None else [args.seed]
+    for seed in seeds:
+        args.seed = seed
+        for arch, objective in cells:
+            if args.compare_k:
+                compare_k(args, arch, objective)
+            else:
+                run_cell(args, arch, objective)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ __all__ = [
     "evaluate_bound",
     "exact_log_px",
     "fit_steps",
+    "GradientStats",
+    "gradient_variance",
     "iw_bound",
     "load_binarized_mnist",
     "random_subset",
@@ -534,6 +536,60 @@ class VIMCOObjective(nn.Module):
         log_w = log_p - log_q
         surrogate = vimco_surrogate(log_w, log_q)
         return {"loss": -surrogate / len(x), "bound": surrogate.detach() / len(x)}
+
+
+# --------------------------------------------------------------------------------- gradients
+@dataclass(frozen=True)
+class GradientStats:
+    r"""Spread of ``repeats`` independent gradient estimates :math:`g_1, \dots, g_R` of one
+    parameter group on one batch (:func:`gradient_variance`).
+
+    ``variance``: :math:`\frac{1}{R-1}\sum_r \lVert g_r - \bar g\rVert^2` (the trace of the
+    covariance); ``mean_norm_sq``: :math:`\lVert\bar g\rVert^2`; ``relative_variance``: their
+    ratio, invariant to a rescaling of the estimator (NVIL's variance normalisation rescales
+    its gradient, so compare estimators by this); ``repeats``: :math:`R`.
+    """
+
+    variance: float
+    mean_norm_sq: float
+    relative_variance: float
+    repeats: int
+
+
+def gradient_variance(
+    objective: nn.Module, x: Tensor, *, repeats: int = 16, part: str = "encoder"
+) -> GradientStats:
+    r"""Variance of an objective's gradient for one parameter group at fixed parameters.
+
+    ``repeats`` backward passes of ``objective.loss(x)["loss"]`` on the same batch ``x``
+    ``(B, D)``, each with fresh noise, in eval mode (no running statistic moves), gradients of
+    ``objective.model.<part>``'s parameters (``"encoder"``, ``"decoder"``) flattened to
+    :math:`g_r \in \mathbb R^d`. Returns :class:`GradientStats`; the parameters' ``.grad``
+    are left as they were.
+    """
+    repeats = _positive_int("repeats", repeats)
+    if repeats < 2:
+        raise ValueError(f"repeats must be at least 2 to estimate a variance, got {repeats}")
+    if part not in ("encoder", "decoder"):
+        raise ValueError(f"part must be 'encoder' or 'decoder', got part={part!r}")
+    if not hasattr(objective, "loss") or not hasattr(objective, "model"):
+        raise ValueError(f"objective must have .model and .loss(x), got {type(objective)}")
+    _check_images("x", x, objective.model.n_visible)
+    params = list(getattr(objective.model, part).parameters())
+    grads = []
+    with _eval_mode(objective):
+        for _ in range(repeats):
+            g = torch.autograd.grad(objective.loss(x)["loss"], params, allow_unused=True)
+            grads.append(torch.cat([
+                (gi if gi is not None else torch.zeros_like(p)).reshape(-1)
+                for gi, p in zip(g, params)
+            ]))
+    g = torch.stack(grads)  # (R, d)
+    mean = g.mean(0)
+    var = float(((g - mean) ** 2).sum(1).sum() / (repeats - 1))
+    msq = float(mean.pow(2).sum())
+    rel = var / msq if msq > 0 else math.inf
+    return GradientStats(var, msq, rel, repeats)
 
 
 # --------------------------------------------------------------------------------- evaluation
