@@ -5,6 +5,21 @@ Run one cell (architecture × objective × seed), resumable, one JSON record per
     CONCRETE_DATA=/work/shared/data .venv/bin/python benchmarks/paper_table.py \
         --arch nonlinear --objective concrete1 --steps 100000 --eval-every 10000 --seed 0
 
+The records chapter 7 loads (``results/binary/wallclock180/``) are three minutes of training
+per run on one core (two runs side by side on the 2-core machine, each pinned with
+``taskset``), three seeds, Adam 1e-3:
+
+    .venv/bin/python benchmarks/paper_table.py --arch linear --objective nvil \
+        --time-limit 180 --steps 1000000 --lr 1e-3 --eval-every 2000 --eval-k 1000 \
+        --eval-n 2000 --eval-sets test --threads 1 \
+        --out-dir benchmarks/results/binary/wallclock180 --seeds 0 1 2
+
+and ``--compare-k 1000 10000`` with the same budget flags for two of their checkpoints.
+Every ``--eval-every`` steps a curve point is recorded (test −L_100 on 500 random test
+images of their own, and the relative variance of the encoder's gradient over 16 estimates on
+one batch, :func:`concrete.binary_vae.gradient_variance`); the final −L_k is computed once at
+the end.
+
 Cells: ``--arch linear`` ("200H–784V") or ``nonlinear`` ("200H∼784V");
 ``--objective concrete1`` (relaxed L̃_1), ``nvil`` (discrete ELBO, NVIL), ``concrete5``
 (relaxed L̃_5), ``vimco5`` (discrete L_5, VIMCO). ``--all`` runs the eight cells in turn.
@@ -187,7 +202,8 @@ def compare_k(args: argparse.Namespace, arch: str, objective: str) -> dict:
     torch.set_num_threads(args.threads)
     data = load_binarized_mnist()
     lr = args.lr if args.lr is not None else PAPER_LR[arch]
-    tag = f"{arch}_{objective}_lr{lr:g}_s{args.seed}"
+    budget = f"_t{args.time_limit:g}" if args.time_limit else ""
+    tag = f"{arch}_{objective}_lr{lr:g}{budget}_s{args.seed}"
     state = torch.load(args.out_dir / "checkpoints" / f"{tag}.pt", weights_only=False)
     obj = make_objective(arch, objective, data.pixel_means)
     obj.load_state_dict(state["objective"])

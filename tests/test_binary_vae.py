@@ -30,6 +30,7 @@ from concrete.binary_vae import (
     evaluate_bound,
     exact_log_px,
     fit_steps,
+    gradient_variance,
     iw_bound,
     load_binarized_mnist,
     random_subset,
@@ -424,6 +425,59 @@ def test_fit_steps_records_and_trains() -> None:
     assert all(e == {"train": False} for e in run.evals)  # evaluated in eval mode
     assert model.training
     assert not torch.equal(before, model.decoder[-1].weight)
+
+
+class _NoisyLinear(torch.nn.Module):
+    """loss = w · ε with ε ~ N(0, I_d) fresh each call: the gradient is ε, so the trace of its
+    covariance is d and the mean is 0 (or loss = w · (μ + ε): mean μ)."""
+
+    def __init__(self, d: int, mu: float = 0.0) -> None:
+        super().__init__()
+        self.model = torch.nn.Module()
+        self.model.encoder = torch.nn.Linear(d, 1, bias=False)
+        self.model.decoder = torch.nn.Linear(1, 1)
+        self.model.n_visible = 3
+        self.d, self.mu = d, mu
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        eps = self.mu + torch.randn(self.d)
+        return {"loss": (self.model.encoder.weight[0] * eps).sum()}
+
+
+def test_gradient_variance_against_a_known_covariance() -> None:
+    # trace of the covariance of R = 400 draws of eps ~ N(0, I_50): its estimate has mean 50 and
+    # sd sqrt(2 * 50 / (R - 1)) * ... ≈ 50 * sqrt(2 / (R - 1)) / sqrt(50) = 0.71; |z| < 4.5
+    torch.manual_seed(0)
+    obj = _NoisyLinear(50, mu=1.0)
+    x = torch.zeros(4, 3)
+    stats = gradient_variance(obj, x, repeats=400)
+    assert abs(stats.variance - 50) < 4.5 * 50 * math.sqrt(2 / 399) / math.sqrt(50)
+    # mean gradient mu·1: |mean|^2 = 50 + trace/R in expectation
+    sd = math.sqrt(4 * 50 / 400 + 2 * 50 / 400**2)
+    assert abs(stats.mean_norm_sq - (50 + 50 / 400)) < 4.5 * sd
+    assert math.isclose(stats.relative_variance, stats.variance / stats.mean_norm_sq)
+    assert obj.model.encoder.weight.grad is None  # .grad untouched
+    assert obj.training  # mode restored
+
+
+def test_gradient_variance_of_the_objectives_and_bad_arguments() -> None:
+    torch.manual_seed(0)
+    model = tiny_model(n_latent=5, n_visible=12).float()
+    x = (torch.rand(8, 12) < 0.5).float()
+    for obj in (ConcreteObjective(model), NVILObjective(model), VIMCOObjective(model, 3)):
+        before = {k: v.clone() for k, v in obj.state_dict().items()}
+        stats = gradient_variance(obj, x, repeats=4)
+        assert stats.variance > 0 and stats.mean_norm_sq > 0 and stats.repeats == 4
+        after = obj.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)  # no running statistic moved
+    dec = gradient_variance(ConcreteObjective(model), x, repeats=3, part="decoder")
+    assert dec.variance > 0
+    with pytest.raises(ValueError, match="repeats"):
+        gradient_variance(ConcreteObjective(model), x, repeats=1)
+    with pytest.raises(ValueError, match="part"):
+        gradient_variance(ConcreteObjective(model), x, part="prior")
+    with pytest.raises(ValueError, match="x"):
+        gradient_variance(ConcreteObjective(model), torch.zeros(3, 5))
 
 
 # --------------------------------------------------------------------------------- data

@@ -41,6 +41,7 @@ PLANNED_CHAPTERS = {
     "04": "sec-discrete-vae",
     "05": "sec-mnist-vae",
     "06": "sec-gradient-estimators",
+    "07": "sec-binary-latents",
 }
 
 

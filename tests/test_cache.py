@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from concrete.cache import CACHE_ENV, RETRAIN_ENV, cache_dir, cache_path, cached_fit
+from concrete.binary_vae import BinaryVAE, NVILObjective
+from concrete.cache import (
+    CACHE_ENV,
+    RETRAIN_ENV,
+    cache_dir,
+    cache_path,
+    cached_fit,
+    cached_fit_steps,
+)
 from concrete.models import DiscreteVAE
 
 
@@ -56,3 +64,29 @@ def test_second_call_loads_the_same_model(tmp_path, monkeypatch):
     _, trained4 = cached_fit(_model(), X, name="tiny", config={"v": 2}, root=tmp_path,
                              retrain=False, **KW)
     assert trained4  # a new config is a new cache entry
+
+
+def test_cached_fit_steps_trains_once_then_loads_the_whole_objective(tmp_path):
+    data = (torch.rand(40, 12, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+
+    def objective(seed):
+        torch.manual_seed(seed)
+        return NVILObjective(BinaryVAE("linear", n_latent=4, n_visible=12))
+
+    kw = dict(steps=6, lr=1e-2, batch_size=8, seed=0, eval_every=3,
+              evaluate=lambda m: {"bias": float(m.prior_logits.detach().sum())})
+    cfg = {"steps": 6, "lr": 1e-2}
+    first = objective(0)
+    run, trained = cached_fit_steps(first, data, name="nvil", config=cfg, root=tmp_path, **kw)
+    assert trained and run.steps == [3, 6] and len(run.evals) == 2
+    second = objective(1)  # other initial weights: loading must overwrite all of them
+    run2, trained2 = cached_fit_steps(second, data, name="nvil", config=cfg, root=tmp_path, **kw)
+    assert not trained2 and run2.as_dict() == run.as_dict()
+    for (k, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k  # the baseline network and running moments too
+    _, trained3 = cached_fit_steps(objective(0), data, name="nvil", config={**cfg, "lr": 2e-2},
+                                   root=tmp_path, **kw)
+    assert trained3  # another config, another file
+    _, again = cached_fit_steps(objective(0), data, name="nvil", config=cfg, root=tmp_path,
+                                retrain=True, **kw)
+    assert again

@@ -582,7 +582,7 @@ def gradient_variance(
             g = torch.autograd.grad(objective.loss(x)["loss"], params, allow_unused=True)
             grads.append(torch.cat([
                 (gi if gi is not None else torch.zeros_like(p)).reshape(-1)
-                for gi, p in zip(g, params)
+                for gi, p in zip(g, params, strict=True)
             ]))
     g = torch.stack(grads)  # (R, d)
     mean = g.mean(0)

@@ -28,7 +28,7 @@ from torch import nn
 
 from concrete.train import History, fit
 
-__all__ = ["CACHE_ENV", "RETRAIN_ENV", "cache_dir", "cache_path", "cached_fit"]
+__all__ = ["CACHE_ENV", "RETRAIN_ENV", "cache_dir", "cache_path", "cached_fit", "cached_fit_steps"]
 
 CACHE_ENV = "CONCRETE_CACHE"
 RETRAIN_ENV = "CONCRETE_RETRAIN"
@@ -94,16 +94,55 @@ def cached_fit(
                           seconds=float(h["seconds"]))
         return history, False
     history = fit(model, data, **fit_kwargs)
+    _save_atomic(path, {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "history": {**history.state(), "seconds": history.seconds},
+                        "config": config})
+    return history, True
+
+
+def _save_atomic(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "history": {**history.state(), "seconds": history.seconds},
-                    "config": config}, tmp)
+        torch.save(state, tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return history, True
+
+
+def cached_fit_steps(
+    objective: nn.Module,
+    train: torch.Tensor,
+    *,
+    name: str,
+    config: dict[str, Any],
+    retrain: bool | None = None,
+    root: str | os.PathLike[str] | None = None,
+    **fit_kwargs: Any,
+) -> tuple[Any, bool]:
+    """:func:`concrete.binary_vae.fit_steps` through the cache, as :func:`cached_fit` does.
+
+    ``objective`` (e.g. a :class:`~concrete.binary_vae.ConcreteObjective`; its whole state is
+    cached, NVIL's baseline network and running moments included) is trained on ``train``
+    with ``fit_kwargs`` (``steps``, ``lr``, ``seed``, ``eval_every``, ``evaluate``, ...), or
+    loaded. Returns ``(run, trained)``: the :class:`~concrete.binary_vae.TrainingRun` (steps,
+    training seconds, evaluations and losses of the original run) and whether training
+    happened in this call. ``config`` must describe the run for the cache key.
+    """
+    from concrete.binary_vae import TrainingRun, fit_steps
+
+    path = cache_path(name, config, root)
+    retrain = _retrain_from_env() if retrain is None else bool(retrain)
+    if path.is_file() and not retrain:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        objective.load_state_dict(state["objective"])
+        return TrainingRun(**state["run"]), False
+    run = fit_steps(objective, train, **fit_kwargs)
+    _save_atomic(path, {"objective": {k: v.detach().cpu()
+                                      for k, v in objective.state_dict().items()},
+                        "run": run.as_dict(), "config": config})
+    return run, True
