@@ -33,9 +33,7 @@ EXPLORER_GRID = ROOT / "tests" / "data" / "concrete_explorer_grid.json"
 #: entry must be removed. Everything else about these pages is tested as usual.
 KNOWN_PHONE_DEFECTS: dict[str, str] = {}
 #: Pages with printed lines still wider than the text column at 1280 px (strict, as above).
-KNOWN_WIDE_OUTPUTS: dict[str, str] = {
-    "chapters/05_mnist_vae.html": "open: one printed line of the comparison is 709 px of 678",
-}
+KNOWN_WIDE_OUTPUTS: dict[str, str] = {}
 DESKTOP_PAGES = [
     pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN_WIDE_OUTPUTS[p], strict=True))
     if p in KNOWN_WIDE_OUTPUTS
