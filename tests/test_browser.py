@@ -31,22 +31,9 @@ EXPLORER_GRID = ROOT / "tests" / "data" / "concrete_explorer_grid.json"
 #: Pages with a known phone-width (414 px) defect that is not fixed yet, and what it is. The
 #: test still runs on them, strictly: once a page is fixed the test XPASSes and fails, so the
 #: entry must be removed. Everything else about these pages is tested as usual.
-KNOWN_PHONE_DEFECTS = {
-    "chapters/03_concrete.html": (
-        "open: on a phone, display (3.5) and two displays of the measure section are a few px "
-        "wider than the column, and the API table's inline formulas run off the screen"
-    ),
-    "chapters/06_gradient_estimators.html": (
-        "open: on a phone, the RLOO display (6.6) is wider than the column"
-    ),
-}
+KNOWN_PHONE_DEFECTS: dict[str, str] = {}
 #: Pages with printed lines still wider than the text column at 1280 px (strict, as above).
-KNOWN_WIDE_OUTPUTS = {
-    "chapters/05_mnist_vae.html": "open: one printed line of the comparison is 709 px of 678",
-    "chapters/06_gradient_estimators.html": (
-        "open: seven output blocks print lines of 80-128 characters (the column holds ~75)"
-    ),
-}
+KNOWN_WIDE_OUTPUTS: dict[str, str] = {}
 DESKTOP_PAGES = [
     pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN_WIDE_OUTPUTS[p], strict=True))
     if p in KNOWN_WIDE_OUTPUTS
