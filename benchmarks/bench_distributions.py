@@ -17,8 +17,9 @@ miss 1 by more than its fixed 1e-6 tolerance).
 Cases
 * ``rsample``: ``RelaxedOneHotCategorical.rsample`` vs ``Concrete.rsample``.
 * ``rsample+log_prob``: ``RelaxedOneHotCategorical`` rsample then log_prob vs ours as two
-  calls (``Concrete.rsample`` then ``log_prob``, which reuses the stored log-sample; each call
-  is an autograd Function with a hand-derived backward, no compiler) and ours fused
+  calls (``Concrete.rsample``, which computes the sample's log-density from the noise in the
+  same pass when gradients are on, then ``log_prob``, which returns it for that very tensor;
+  each call is an autograd Function with a hand-derived backward, no compiler) and ours fused
   (``Concrete.rsample_and_log_prob``: sample and closed-form log-density in one pass).
 * ``exp rsample+log_prob``: ``ExpRelaxedCategorical`` vs ``ExpConcrete`` (eager, fused).
 * ``api rsample+log_prob``: the plain public API with default arguments, as a reader writes it:

@@ -131,6 +131,35 @@ def test_cache_still_serves_the_untouched_sample() -> None:
     torch.testing.assert_close(d.log_prob(x), d.log_prob(x.detach().clone()))
 
 
+def test_log_prob_of_the_own_rsample_is_the_closed_form_with_the_same_gradients() -> None:
+    """``log_prob(rsample())`` returns the log-density computed from the noise in the same
+    pass; value and gradients (logits and a tensor temperature) equal the recomputation from a
+    stored copy of the log-sample, and the fallbacks (a modified result, a sample drawn without
+    gradients) recompute."""
+    gen = torch.Generator().manual_seed(6)
+    logits = torch.randn(64, 5, generator=gen, dtype=torch.float64).requires_grad_()
+    lam = torch.full((64,), 0.6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(64, 5, generator=gen, dtype=torch.float64)
+    d = Concrete(lam, logits=logits)
+    torch.manual_seed(7)
+    x = d.rsample()
+    fast = d.log_prob(x)
+    assert fast is d.log_prob(x)  # stored, no recomputation
+    slow = d.log_prob(x.log().exp())  # another tensor: computed from the value
+    torch.testing.assert_close(fast, slow)
+    g_fast = torch.autograd.grad(((x * w).sum() + fast.sum()), (logits, lam), retain_graph=True)
+    g_slow = torch.autograd.grad(((x * w).sum() + slow.sum()), (logits, lam))
+    for a, b in zip(g_fast, g_slow, strict=True):
+        torch.testing.assert_close(a, b)
+    fast.add_(1.0)  # a caller modified the returned tensor: it is not served again
+    torch.testing.assert_close(d.log_prob(x), slow)
+    with torch.no_grad():
+        assert not d.log_prob(d.rsample()).requires_grad
+    xs = d.sample()  # no graph: log_prob must still differentiate in the logits
+    (g,) = torch.autograd.grad(d.log_prob(xs).sum(), logits)
+    assert g.abs().sum() > 0
+
+
 # --------------------------------------------------------------------------- 3. batched autodiff
 def _seeded(cls, sample_shape=()):
     def fn(logits):

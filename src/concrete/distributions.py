@@ -399,10 +399,14 @@ def logit_binary_concrete_log_prob(
 
 
 # --------------------------------------------------------------------------- categorical family
-def _record(sample: Tensor, log_sample: Tensor) -> tuple[Tensor, int, Tensor, bool]:
+def _record(
+    sample: Tensor, log_sample: Tensor, log_prob: Tensor | None = None
+) -> tuple[Tensor, int, Tensor, bool, Tensor | None, int]:
     """The sample cache: the returned tensor, its version counter, the log-space value it was
-    computed from, and whether it required grad (see ``_TemperedBase._cached_log_sample``)."""
-    return (sample, sample._version, log_sample, sample.requires_grad)
+    computed from, whether it required grad (see ``_TemperedBase._cached_log_sample``), and
+    optionally its log-density with that tensor's version counter (``_cached_log_prob``)."""
+    return (sample, sample._version, log_sample, sample.requires_grad, log_prob,
+            -1 if log_prob is None else log_prob._version)
 
 
 class _TemperedBase(Distribution):
@@ -462,6 +466,22 @@ class _TemperedBase(Distribution):
         ):
             return c[2]
         return None
+
+    def _cached_log_prob(self, value: Tensor) -> Tensor | None:
+        """The log-density stored by the last ``rsample`` if ``value`` is that sample (as in
+        :meth:`_cached_log_sample`), it was drawn with gradients (so the stored value carries
+        the total derivative that ``log_prob(value)`` has), and the stored tensor is
+        unmodified; else ``None``."""
+        c = self._cache
+        if (
+            c is None
+            or c[4] is None
+            or not c[3]
+            or c[4]._version != c[5]
+            or self._cached_log_sample(value) is None
+        ):
+            return None
+        return c[4] if torch.is_grad_enabled() else c[4].detach()
 
     def sample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
         """A sample without gradients, ``(*sample_shape, *batch_shape, *event_shape)``."""
@@ -709,9 +729,22 @@ class Concrete(_RelaxedCategoricalBase):
         return d
 
     def rsample(self, sample_shape: _size = _NO_SAMPLE) -> Tensor:
-        """Reparameterised sample :math:`x` on the simplex, ``(*sample_shape, *batch, n)``."""
-        x, y = self._draw(sample_shape, simplex=True, with_lp=False)
-        self._cache = _record(x, y)
+        """Reparameterised sample :math:`x` on the simplex, ``(*sample_shape, *batch, n)``.
+
+        Its log-density is computed in the same pass, from the noise (as in
+        :meth:`rsample_and_log_prob`), and kept: ``log_prob(x)`` of this very tensor then
+        returns it at no cost, with the same value and the same gradients as computing it
+        from ``x``.
+        """
+        if torch.is_grad_enabled() and (
+            self._logits_raw.requires_grad
+            or (isinstance(self._temp, Tensor) and self._temp.requires_grad)
+        ):
+            x, y, lp = self._draw(sample_shape, simplex=True, with_lp=True)
+            self._cache = _record(x, y, lp)
+        else:
+            x, y = self._draw(sample_shape, simplex=True, with_lp=False)
+            self._cache = _record(x, y)
         return x
 
     def rsample_and_log_prob(self, sample_shape: _size = _NO_SAMPLE) -> tuple[Tensor, Tensor]:
@@ -735,6 +768,9 @@ class Concrete(_RelaxedCategoricalBase):
         Returns:
             ``(*s, *batch)``.
         """
+        lp = self._cached_log_prob(value)
+        if lp is not None:
+            return lp
         y = self._cached_log_sample(value)
         if y is None:
             if self._validate_args:

@@ -229,14 +229,18 @@ class _ConcreteSampler(Function):
             gx, gy = None, grads[0]
         glp = grads[-1] if with_lp else None
         bar = gy
-        if gx is not None:
-            bar = gx * x if bar is None else torch.addcmul(bar, gx, x)
         if glp is not None and simplex:
             g1 = glp.unsqueeze(-1)
             bar = (-g1).expand_as(y) if bar is None else bar - g1
+        if gx is not None:
+            bar = gx * x if bar is None else torch.addcmul(bar, gx, x)
         gl = None
         if bar is not None:
-            gl = _log_softmax_backward(bar, y, x)
+            if simplex and not torch.is_grad_enabled():
+                # x = exp(y) is saved: bar - x * sum(bar), without the fused kernel's exp
+                gl = torch.addcmul(bar, x, bar.sum(-1, keepdim=True), value=-1.0)
+            else:
+                gl = _log_softmax_backward(bar, y, x)
             gl = gl.div_(scale) if lam is None else gl / lam
         grad_logits = grad_lam = None
         if ctx.needs_input_grad[0]:
