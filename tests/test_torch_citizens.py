@@ -14,7 +14,7 @@ import warnings
 import pytest
 import torch
 from scipy import integrate
-from torch.distributions import biject_to, constraints, transform_to
+from torch.distributions import Distribution, biject_to, constraints, transform_to
 
 from concrete import BinaryConcrete, Concrete, ExpConcrete, LogitBinaryConcrete, gumbel_softmax
 from concrete.distributions import finite_real, log_simplex, positive_finite, simplex
@@ -333,7 +333,19 @@ def test_compile_gives_eager_values_and_gradients(cls) -> None:
     """torch.compile(fullgraph=False) with the aot_eager backend: Dynamo's graph capture and
     AOTAutograd's tracing of our autograd Functions, without inductor's code generation (slow on
     2 cores, and inductor draws random numbers with its own generator unless
-    ``torch._inductor.config.fallback_random`` is set)."""
+    ``torch._inductor.config.fallback_random`` is set).
+
+    Dynamo turns torch's default argument validation off for the whole process when it first
+    initialises (``Distribution.set_default_validate_args(False)``); the test restores it so
+    that later tests see the default they expect."""
+    default = Distribution._validate_args
+    try:
+        _compile_check(cls)
+    finally:
+        Distribution.set_default_validate_args(default)
+
+
+def _compile_check(cls) -> None:
     torch._dynamo.reset()
     if cls is gumbel_softmax:
         logits = torch.randn(3, 4, dtype=F64, generator=torch.Generator().manual_seed(17))

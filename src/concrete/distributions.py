@@ -56,7 +56,10 @@ With the rest of PyTorch:
   ``torch._inductor.config.fallback_random = True``). Graph breaks: parameter and value
   validation (a Python ``bool`` of tensor data; none with ``validate_args=False``), and
   ``Concrete``/``BinaryConcrete.log_prob`` of the distribution's own sample (the cache check
-  reads the tensor's version counter).
+  reads the tensor's version counter). Note that torch's Dynamo, when it first initialises,
+  calls ``Distribution.set_default_validate_args(False)`` for the whole process (torch 2.14):
+  after any ``torch.compile``, validation is off by default for every distribution, ours
+  included; pass ``validate_args=True`` where bad parameters must still raise.
 """
 
 from __future__ import annotations
