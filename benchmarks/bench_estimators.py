@@ -26,6 +26,14 @@ Timings interleave the two implementations round by round (the order alternates)
 configuration once per round; the table gives the median over rounds and the median of the
 per-round ratios looped / vectorised (> 1: the library is faster). Only ratios from one run are
 meaningful: other processes share the machine.
+
+Each round also times the *floor*: the encoder forward and backward, the KL, and ``f`` forward
+and backward on fixed one-hot codes -- as many codes as the estimator evaluates ``f`` at (K·100;
+100 for Gumbel-Rao) -- and, for REBAR and RELAX, ``f`` and its gradient with respect to the code
+at 2·K·100 fixed relaxed codes (their control variate's two relaxed evaluations), with no
+sampling and no estimator arithmetic. Every implementation does
+at least this work, so ``bound`` = median of the per-round ratios looped / floor is the largest
+speed-up over the loop that *any* vectorised implementation could reach on this machine.
 """
 
 from __future__ import annotations
@@ -255,12 +263,45 @@ def main() -> None:
         loss.backward()
         return time.perf_counter() - t0
 
+    # The floor: the arithmetic every implementation of an estimator must do -- the encoder
+    # forward and backward, the KL, and f forward and backward on the codes it evaluates f at
+    # (K·100 fixed one-hot codes; 100 for Gumbel-Rao, which evaluates f at one discrete
+    # sample; REBAR and RELAX also evaluate f at 2·K·100 relaxed codes and need its gradient
+    # with respect to them), with no sampling and no estimator work. looped / floor bounds the
+    # speed-up that any vectorisation could reach over the loop on this machine.
+    gen = torch.Generator().manual_seed(2)
+    upstream = torch.randn(BATCH, model.n_latents, model.n_classes, generator=gen)
+    shape = (BATCH, model.n_latents, model.n_classes)
+
+    def floor_fn(k: int, control: bool):
+        idx = torch.randint(model.n_classes, (k, BATCH, model.n_latents), generator=gen)
+        codes = F.one_hot(idx, model.n_classes).float()
+        relaxed = torch.softmax(torch.randn((2 * k, *shape), generator=gen), -1)
+
+        def surrogate(logits: Tensor) -> Tensor:
+            if control:
+                soft = relaxed.clone().requires_grad_()
+                torch.autograd.grad(f(soft).sum(), soft)
+            return f(codes).sum() / k + (logits * upstream).sum()
+
+        return surrogate
+
+    def floor_key(name: str, k: int) -> tuple[int, bool]:
+        if name == "gumbel_rao":
+            return (1, False)
+        return (k, name in ("rebar", "relax"))
+
+    floors = {key: floor_fn(*key) for key in sorted({floor_key(n, k) for n, k, _, _ in cases})}
+
     for _, _, vec, loop in cases:  # warm-up
         step(vec)
         step(loop)
+    for fl in floors.values():
+        step(fl)
     times: dict[tuple[str, int], dict[str, list[float]]] = {
         (name, k): {"vectorised": [], "looped": []} for name, k, _, _ in cases
     }
+    floor_times: dict[tuple[int, bool], list[float]] = {key: [] for key in floors}
     loads = [os.getloadavg()[0]]
     for r in range(args.rounds):
         for name, k, vec, loop in cases:
@@ -269,13 +310,20 @@ def main() -> None:
                 pair.reverse()
             for label, fn in pair:
                 times[(name, k)][label].append(step(fn))
+        for key, fl in floors.items():
+            floor_times[key].append(step(fl))
         loads.append(os.getloadavg()[0])
         print(f"round {r + 1}/{args.rounds} done, load average {loads[-1]:.1f}", flush=True)
 
     rows = []
-    print(f"\n{'estimator':18s} {'K':>4s} {'vectorised ms':>14s} {'looped ms':>10s} {'ratio':>7s}")
+    print(
+        f"\n{'estimator':18s} {'K':>4s} {'vectorised ms':>14s} {'looped ms':>10s} {'ratio':>7s}"
+        f" {'floor ms':>9s} {'bound':>7s}"
+    )
     for (name, k), t in times.items():
         ratios = [lo / ve for lo, ve in zip(t["looped"], t["vectorised"], strict=True)]
+        fl = floor_times[floor_key(name, k)]
+        bounds = [lo / f0 for lo, f0 in zip(t["looped"], fl, strict=True)]
         row = {
             "estimator": name,
             "K": k,
@@ -286,11 +334,16 @@ def main() -> None:
             "ratio_max": max(ratios),
             "vectorised_ms_all": [1e3 * v for v in t["vectorised"]],
             "looped_ms_all": [1e3 * v for v in t["looped"]],
+            "floor_codes": floor_key(name, k)[0] * BATCH,
+            "floor_relaxed_codes": 2 * k * BATCH if floor_key(name, k)[1] else 0,
+            "floor_ms": 1e3 * statistics.median(fl),
+            "bound_median": statistics.median(bounds),
+            "bound_max": max(bounds),
         }
         rows.append(row)
         print(
             f"{name:18s} {k:4d} {row['vectorised_ms']:14.1f} {row['looped_ms']:10.1f} "
-            f"{row['ratio_median']:6.2f}x"
+            f"{row['ratio_median']:6.2f}x {row['floor_ms']:9.1f} {row['bound_median']:6.2f}x"
         )
     record = {
         "script": "benchmarks/bench_estimators.py",
