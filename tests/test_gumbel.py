@@ -136,3 +136,23 @@ def test_error_messages_show_the_value() -> None:
         exponential_race(torch.tensor([1.0, -0.5]))
     with pytest.raises(ValueError, match=r"nan"):
         gumbel_max(torch.tensor([0.0, float("nan")]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_finite_check_decides_by_entries_when_the_sum_overflows(dtype) -> None:
+    """The finiteness check sums first (a finite sum proves every entry finite); finite entries
+    whose sum overflows must still pass, and one NaN or infinity must still raise."""
+    from concrete.gumbel import _check_finite
+
+    big = torch.full((4, 3), torch.finfo(dtype).max, dtype=dtype)
+    assert not torch.isfinite(big.sum())  # the sum overflows ...
+    _check_finite("logits", big)  # ... but every entry is finite: no error
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        x = big.clone()
+        x[2, 1] = bad
+        with pytest.raises(ValueError, match=r"(?s)logits must be finite.*non-finite entries"):
+            _check_finite("logits", x)
+    mixed = torch.tensor([1.0, -1.0, float("inf"), float("-inf")], dtype=dtype)
+    assert torch.isnan(mixed.sum())  # inf + (-inf): the sum is NaN, not finite
+    with pytest.raises(ValueError, match="logits must be finite"):
+        _check_finite("logits", mixed)
