@@ -88,14 +88,51 @@ PAPER_TABLE1 = {
 RESULTS = Path(__file__).resolve().parent / "results" / "binary"
 
 
-def make_objective(arch: str, objective: str, pixel_means: torch.Tensor) -> torch.nn.Module:
+NVIL_DEFAULTS = {"decay": 0.8, "normalise": True, "baseline_hidden": 100}
+
+
+def nvil_settings(args: argparse.Namespace) -> dict:
+    """NVIL's settings from the command line (defaults: Mnih & Gregor 2014, Alg. 1)."""
+    return {
+        "decay": args.nvil_decay,
+        "normalise": args.nvil_normalise,
+        "baseline_hidden": args.nvil_baseline_hidden,
+    }
+
+
+def nvil_suffix(objective: str, nvil: dict) -> str:
+    """Tag suffix naming the NVIL settings that differ from the defaults ('' if none)."""
+    if objective != "nvil":
+        return ""
+    parts = []
+    if nvil["decay"] != NVIL_DEFAULTS["decay"]:
+        parts.append(f"decay{nvil['decay']:g}")
+    if not nvil["normalise"]:
+        parts.append("nonorm")
+    if nvil["baseline_hidden"] != NVIL_DEFAULTS["baseline_hidden"]:
+        parts.append(f"bh{nvil['baseline_hidden']}")
+    return "".join(f"_{p}" for p in parts)
+
+
+def make_objective(
+    arch: str, objective: str, pixel_means: torch.Tensor, nvil: dict | None = None
+) -> torch.nn.Module:
     model = BinaryVAE(arch, pixel_means=pixel_means)
     if objective == "concrete1":
         return ConcreteObjective(model, 1)
     if objective == "concrete5":
         return ConcreteObjective(model, 5)
     if objective == "nvil":
-        return NVILObjective(model)
+        nvil = NVIL_DEFAULTS if nvil is None else nvil
+        obj = NVILObjective(
+            model,
+            baseline_hidden=max(1, nvil["baseline_hidden"]),
+            decay=nvil["decay"],
+            normalise=nvil["normalise"],
+        )
+        if nvil["baseline_hidden"] == 0:  # no input-dependent baseline: running mean only
+            obj.nvil.baseline = None
+        return obj
     if objective == "vimco5":
         return VIMCOObjective(model, 5)
     raise ValueError(f"objective must be one of {OBJECTIVES}, got objective={objective!r}")
@@ -106,11 +143,12 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     data = load_binarized_mnist()
     lr = args.lr if args.lr is not None else PAPER_LR[arch]
     budget = f"_t{args.time_limit:g}" if args.time_limit else ""
-    tag = f"{arch}_{objective}_lr{lr:g}{budget}_s{args.seed}"
+    nvil = nvil_settings(args)
+    tag = f"{arch}_{objective}{nvil_suffix(objective, nvil)}_lr{lr:g}{budget}_s{args.seed}"
     out = args.out_dir / f"{tag}.json"
     ckpt = args.out_dir / "checkpoints" / f"{tag}.pt"
     torch.manual_seed(args.seed)
-    obj = make_objective(arch, objective, data.pixel_means)
+    obj = make_objective(arch, objective, data.pixel_means, nvil)
     opt = make_adam(obj.parameters(), lr=lr, weight_decay=0.0)
     sets = {
         "test": random_subset(data.test, args.eval_n, seed=0),
@@ -125,6 +163,7 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         "batch_size": 64, "adam_betas": [0.9, 0.999], "weight_decay": 0.0,
         "posterior_temperature": getattr(obj, "posterior_temperature", None),
         "prior_temperature": getattr(obj, "prior_temperature", None),
+        "nvil": nvil if objective == "nvil" else None,
         "steps_target": args.steps, "time_limit_s": args.time_limit,
         "eval_k": args.eval_k, "eval_n": args.eval_n,
         "eval_sets": sorted(s for s in sets if s in args.eval_sets),
@@ -203,9 +242,10 @@ def compare_k(args: argparse.Namespace, arch: str, objective: str) -> dict:
     data = load_binarized_mnist()
     lr = args.lr if args.lr is not None else PAPER_LR[arch]
     budget = f"_t{args.time_limit:g}" if args.time_limit else ""
-    tag = f"{arch}_{objective}_lr{lr:g}{budget}_s{args.seed}"
+    nvil = nvil_settings(args)
+    tag = f"{arch}_{objective}{nvil_suffix(objective, nvil)}_lr{lr:g}{budget}_s{args.seed}"
     state = torch.load(args.out_dir / "checkpoints" / f"{tag}.pt", weights_only=False)
-    obj = make_objective(arch, objective, data.pixel_means)
+    obj = make_objective(arch, objective, data.pixel_means, nvil)
     obj.load_state_dict(state["objective"])
     images = random_subset(data.test, args.compare_n, seed=1)  # not the curve's images
     rows = {}
@@ -251,6 +291,12 @@ def main() -> None:
     ap.add_argument("--eval-sets", nargs="+", default=["test", "train", "valid"],
                     choices=["test", "train", "valid"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--nvil-decay", type=float, default=NVIL_DEFAULTS["decay"],
+                    help="NVIL: decay of the running moments (Mnih & Gregor 2014: 0.8)")
+    ap.add_argument("--no-nvil-normalise", dest="nvil_normalise", action="store_false",
+                    help="NVIL: no variance normalisation")
+    ap.add_argument("--nvil-baseline-hidden", type=int, default=NVIL_DEFAULTS["baseline_hidden"],
+                    help="NVIL: tanh units of the input-dependent baseline (0: none)")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--no-resume", dest="resume", action="store_false")
     ap.add_argument("--compare-k", type=int, nargs="+", default=None,
