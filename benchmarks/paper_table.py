@@ -63,7 +63,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from concrete.binary_vae import (
     PAPER_NAMES,
@@ -79,6 +78,7 @@ from concrete.binary_vae import (
     random_subset,
 )
 from concrete.evaluate import bernoulli_log_likelihood
+from concrete.kl import categorical_kl
 from concrete.train import make_adam
 
 OBJECTIVES = ("concrete1", "nvil", "concrete5", "vimco5")
@@ -109,11 +109,9 @@ class NVILAnalyticKL(NVILObjective):
         b = model.sample_posterior(logits.detach(), 1)[0]
         log_lik = bernoulli_log_likelihood(model.decode(b), x)
         a = model.prior_logits
-        q = torch.sigmoid(logits)
-        kl = (
-            q * (F.logsigmoid(logits) - F.logsigmoid(a))
-            + (1 - q) * (F.logsigmoid(-logits) - F.logsigmoid(-a))
-        ).sum(-1)
+        # each bit a two-class categorical of logits (0, l) against the prior's (0, a)
+        two = torch.stack([torch.zeros_like(logits), logits], -1)
+        kl = categorical_kl(two, torch.stack([torch.zeros_like(a), a], -1)).sum(-1)
         log_q = bernoulli_log_prob(logits, b)
         l_hat, c = self.nvil.learning_signal(log_lik.detach(), x)
         surrogate = log_lik + l_hat * (log_q - log_q.detach()) + l_hat * (c - c.detach()) - kl
