@@ -3,7 +3,8 @@
 Run:
 
     CONCRETE_DATA=/work/shared/data .venv/bin/python benchmarks/bench_estimators.py \
-        [--rounds 5] [--ks 1 10 100] [--threads 1] [--out benchmarks/results/estimators_speed.json]
+        [--rounds 5] [--ks 1 10 100] [--threads 1] [--device cpu] \
+        [--out benchmarks/results/estimators_speed.json]
 
 Model: ``concrete.mnist.mnist_vae()`` as chapter 5 builds it (20 latents × 10 classes, encoder
 784-512-256-200, decoder 200-256-512-784, ReLU, Bernoulli pixels; weights at their seeded
@@ -34,6 +35,11 @@ at 2·K·100 fixed relaxed codes (their control variate's two relaxed evaluation
 sampling and no estimator arithmetic. Every implementation does
 at least this work, so ``bound`` = median of the per-round ratios looped / floor is the largest
 speed-up over the loop that *any* vectorised implementation could reach on this machine.
+
+``--device cuda`` (or ``mps``) runs model, data and estimators on that device; every timed
+gradient then ends with the device's ``synchronize()``, so a time is the work done, not the
+launches queued. The default is the CPU; ``--device auto`` takes ``concrete.get_device()``
+(``CONCRETE_DEVICE``, else cuda, then mps, then cpu).
 """
 
 from __future__ import annotations
@@ -231,20 +237,37 @@ def main() -> None:
         help="decoder: f = -log p(x|b) (the model); linear: f = a fixed linear function of the "
         "code (the estimators' own cost: sampling, relaxations, conditional draws, autograd)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, mps, ... or auto (concrete.get_device(): cuda, then mps, then cpu)",
+    )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    from concrete import get_device
     from concrete.mnist import mnist_vae
 
-    model = mnist_vae()
+    try:
+        device = get_device(None if args.device == "auto" else args.device)
+    except (ValueError, RuntimeError) as err:
+        raise SystemExit(f"--device {args.device!r} is not usable here: {err}") from err
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
+    model = mnist_vae().to(device)
     x, data = load_batch()
+    x = x.to(device)
     if args.f == "decoder":
         f = make_f(model, x)
     else:
         w = torch.randn(
             model.n_latents, model.n_classes, generator=torch.Generator().manual_seed(1)
-        )
+        ).to(device)
 
         def f(b: Tensor) -> Tensor:
             return (b * w).sum((-1, -2))
@@ -252,15 +275,19 @@ def main() -> None:
     cases, extra = configurations(f, args.ks)
     if args.only:
         cases = [c for c in cases if c[0] in args.only]
+    for m in extra:
+        m.to(device)
     params = list(model.parameters()) + [q for m in extra for q in m.parameters()]
 
     def step(surrogate_fn) -> float:
         for q in params:
             q.grad = None
+        sync()
         t0 = time.perf_counter()
         logits = model.encode(x)
         loss = surrogate_fn(logits) + categorical_kl(logits, model.prior_logits).sum()
         loss.backward()
+        sync()
         return time.perf_counter() - t0
 
     # The floor: the arithmetic every implementation of an estimator must do -- the encoder
@@ -270,13 +297,13 @@ def main() -> None:
     # with respect to them), with no sampling and no estimator work. looped / floor bounds the
     # speed-up that any vectorisation could reach over the loop on this machine.
     gen = torch.Generator().manual_seed(2)
-    upstream = torch.randn(BATCH, model.n_latents, model.n_classes, generator=gen)
+    upstream = torch.randn(BATCH, model.n_latents, model.n_classes, generator=gen).to(device)
     shape = (BATCH, model.n_latents, model.n_classes)
 
     def floor_fn(k: int, control: bool):
         idx = torch.randint(model.n_classes, (k, BATCH, model.n_latents), generator=gen)
-        codes = F.one_hot(idx, model.n_classes).float()
-        relaxed = torch.softmax(torch.randn((2 * k, *shape), generator=gen), -1)
+        codes = F.one_hot(idx, model.n_classes).float().to(device)
+        relaxed = torch.softmax(torch.randn((2 * k, *shape), generator=gen), -1).to(device)
 
         def surrogate(logits: Tensor) -> Tensor:
             if control:
@@ -354,6 +381,8 @@ def main() -> None:
         "temperature": TEMPERATURE,
         "rounds": args.rounds,
         "threads": args.threads,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.processor() or platform.machine(),

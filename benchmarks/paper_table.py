@@ -51,6 +51,10 @@ rewritten after every evaluation; ``<out-dir>/checkpoints/`` holds the state to 
 ``--compare-k 1000 10000`` evaluates a cell's checkpoint instead of training: −L_k for each k
 on ``--compare-n`` other random test images (seed 1), the same codes seed for every k, and the
 mean ± s.e. of the per-image difference; record ``<tag>_compare_k.json``.
+
+``--device cuda`` (or ``auto``: ``concrete.get_device()``) trains and evaluates on that device
+(the training data are moved there once; the loss is read back every step, as on the CPU); the
+record names the device. The default is the CPU, where every stored record was made.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ from concrete.binary_vae import (
     load_binarized_mnist,
     random_subset,
 )
+from concrete.device import get_device
 from concrete.evaluate import bernoulli_log_likelihood
 from concrete.kl import categorical_kl
 from concrete.train import make_adam
@@ -169,8 +174,17 @@ def make_objective(
     raise ValueError(f"objective must be one of {OBJECTIVES}, got objective={objective!r}")
 
 
+def resolve_device(name: str) -> torch.device:
+    """``--device``: a torch device name, or ``auto`` (``concrete.get_device()``)."""
+    try:
+        return get_device(None if name == "auto" else name)
+    except (ValueError, RuntimeError) as err:
+        raise SystemExit(f"--device {name!r} is not usable here: {err}") from err
+
+
 def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     data = load_binarized_mnist()
     lr = args.lr if args.lr is not None else PAPER_LR[arch]
     budget = f"_t{args.time_limit:g}" if args.time_limit else ""
@@ -179,15 +193,16 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     out = args.out_dir / f"{tag}.json"
     ckpt = args.out_dir / "checkpoints" / f"{tag}.pt"
     torch.manual_seed(args.seed)
-    obj = make_objective(arch, objective, data.pixel_means, nvil)
+    obj = make_objective(arch, objective, data.pixel_means, nvil).to(device)
     opt = make_adam(obj.parameters(), lr=lr, weight_decay=0.0)
+    train = data.train.to(device)
     sets = {
         "test": random_subset(data.test, args.eval_n, seed=0),
         "train": random_subset(data.train, args.eval_n, seed=0),
         "valid": random_subset(data.valid, args.eval_n, seed=0),
     }
-    curve_images = random_subset(data.test, args.curve_n, seed=2)  # the curve's own images
-    grad_batch = random_subset(data.train, 64, seed=3)
+    curve_images = random_subset(data.test, args.curve_n, seed=2).to(device)  # the curve's own
+    grad_batch = random_subset(data.train, 64, seed=3).to(device)
     record = {
         "script": "benchmarks/paper_table.py", "arch": arch, "paper_name": PAPER_NAMES[arch],
         "objective": objective, "m": getattr(obj, "m", 1), "lr": lr, "seed": args.seed,
@@ -199,7 +214,9 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         "eval_k": args.eval_k, "eval_n": args.eval_n,
         "eval_sets": sorted(s for s in sets if s in args.eval_sets),
         "curve_k": args.curve_k, "curve_n": args.curve_n, "grad_repeats": args.grad_repeats,
-        "data": data.source, "threads": args.threads, "torch": torch.__version__,
+        "data": data.source, "threads": args.threads, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "paper_test_nll": PAPER_TABLE1[(arch, getattr(obj, "m", 1))][
             0 if objective.startswith("concrete") else 1],
@@ -208,7 +225,7 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     }
     done = 0
     if args.resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=device)
         obj.load_state_dict(state["objective"])
         opt.load_state_dict(state["optimizer"])
         record["curve"], done = state["curve"], state["step"]
@@ -225,7 +242,7 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     while done < args.steps and not out_of_time():
         chunk = min(args.eval_every, args.steps - done)
         left = None if args.time_limit is None else args.time_limit - seconds
-        run = fit_steps(obj, data.train, steps=chunk, lr=lr, batch_size=64,
+        run = fit_steps(obj, train, steps=chunk, lr=lr, batch_size=64,
                         seed=args.seed * 1_000_003 + done, optimizer=opt, time_limit=left)
         taken = run.steps[-1]
         done += taken
@@ -234,7 +251,7 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         curve["seconds"].append(round(seconds, 2))
         curve["train_loss"].append(round(run.train_loss[-1], 3))
         res = evaluate_bound(obj.model, curve_images, k=args.curve_k,
-                             generator=torch.Generator().manual_seed(12345))
+                             generator=torch.Generator(device).manual_seed(12345))
         curve["test_neg_lk"].append(round(res.neg_log_px, 3))
         torch.manual_seed(args.seed + done)
         stats = gradient_variance(obj, grad_batch, repeats=args.grad_repeats)
@@ -255,7 +272,7 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     final = {}
     for name in args.eval_sets:
         res = evaluate_bound(obj.model, sets[name], k=args.eval_k,
-                             generator=torch.Generator().manual_seed(12345))
+                             generator=torch.Generator(device).manual_seed(12345))
         final[f"{name}_neg_lk"] = round(res.neg_log_px, 3)
         final[f"{name}_stderr"] = round(res.stderr, 3)
         final["eval_seconds"] = round(final.get("eval_seconds", 0.0) + res.seconds, 1)
@@ -275,14 +292,16 @@ def compare_k(args: argparse.Namespace, arch: str, objective: str) -> dict:
     budget = f"_t{args.time_limit:g}" if args.time_limit else ""
     nvil = nvil_settings(args)
     tag = f"{arch}_{objective}{nvil_suffix(objective, nvil)}_lr{lr:g}{budget}_s{args.seed}"
-    state = torch.load(args.out_dir / "checkpoints" / f"{tag}.pt", weights_only=False)
-    obj = make_objective(arch, objective, data.pixel_means, nvil)
+    device = resolve_device(args.device)
+    state = torch.load(args.out_dir / "checkpoints" / f"{tag}.pt", weights_only=False,
+                       map_location=device)
+    obj = make_objective(arch, objective, data.pixel_means, nvil).to(device)
     obj.load_state_dict(state["objective"])
     images = random_subset(data.test, args.compare_n, seed=1)  # not the curve's images
     rows = {}
     for k in args.compare_k:
         res = evaluate_bound(obj.model, images, k=k, chunk=200,
-                             generator=torch.Generator().manual_seed(7))
+                             generator=torch.Generator(device).manual_seed(7))
         rows[k] = res
         print(f"{tag} step {state['step']}: {res} ({res.seconds:.1f} s)", flush=True)
     k0, k1 = args.compare_k[0], args.compare_k[-1]
@@ -322,6 +341,8 @@ def main() -> None:
     ap.add_argument("--eval-sets", nargs="+", default=["test", "train", "valid"],
                     choices=["test", "train", "valid"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu",
+                    help="cpu, cuda, mps, ... or auto (concrete.get_device())")
     ap.add_argument("--nvil-decay", type=float, default=NVIL_DEFAULTS["decay"],
                     help="NVIL: decay of the running moments (Mnih & Gregor 2014: 0.8)")
     ap.add_argument("--no-nvil-normalise", dest="nvil_normalise", action="store_false",
