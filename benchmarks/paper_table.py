@@ -55,6 +55,11 @@ mean ± s.e. of the per-image difference; record ``<tag>_compare_k.json``.
 ``--device cuda`` (or ``auto``: ``concrete.get_device()``) trains and evaluates on that device
 (the training data are moved there once; the loss is read back every step, as on the CPU); the
 record names the device. The default is the CPU, where every stored record was made.
+
+Diagnostics (each departs from the protocol and adds a suffix to the tag): ``--nvil-decay``,
+``--no-nvil-normalise``, ``--nvil-baseline-hidden``, ``--nvil-analytic-kl`` (NVIL's details);
+``--torch-init`` (``torch.nn.Linear``'s default initialisation instead of Glorot's) and
+``--no-center`` (no input centring), for any objective.
 """
 
 from __future__ import annotations
@@ -149,10 +154,28 @@ def nvil_suffix(objective: str, nvil: dict) -> str:
     return "".join(f"_{p}" for p in parts)
 
 
+def model_suffix(torch_init: bool, center: bool) -> str:
+    """Tag suffix naming the model settings that differ from App. D ('' if none)."""
+    return ("_tinit" if torch_init else "") + ("" if center else "_nocenter")
+
+
 def make_objective(
-    arch: str, objective: str, pixel_means: torch.Tensor, nvil: dict | None = None
+    arch: str, objective: str, pixel_means: torch.Tensor, nvil: dict | None = None,
+    *, torch_init: bool = False, center: bool = True,
 ) -> torch.nn.Module:
-    model = BinaryVAE(arch, pixel_means=pixel_means)
+    obj = _make_objective(arch, objective, pixel_means, nvil, center)
+    if torch_init:  # torch.nn.Linear's own initialisation instead of Glorot's, everywhere
+        for layer in obj.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.reset_parameters()
+        obj.model.init_output_bias(pixel_means)  # the output bias stays at logit(pixel means)
+    return obj
+
+
+def _make_objective(
+    arch: str, objective: str, pixel_means: torch.Tensor, nvil: dict | None, center: bool
+) -> torch.nn.Module:
+    model = BinaryVAE(arch, pixel_means=pixel_means, center_input=center)
     if objective == "concrete1":
         return ConcreteObjective(model, 1)
     if objective == "concrete5":
@@ -189,11 +212,13 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     lr = args.lr if args.lr is not None else PAPER_LR[arch]
     budget = f"_t{args.time_limit:g}" if args.time_limit else ""
     nvil = nvil_settings(args)
-    tag = f"{arch}_{objective}{nvil_suffix(objective, nvil)}_lr{lr:g}{budget}_s{args.seed}"
+    tag = (f"{arch}_{objective}{nvil_suffix(objective, nvil)}"
+           f"{model_suffix(args.torch_init, args.center)}_lr{lr:g}{budget}_s{args.seed}")
     out = args.out_dir / f"{tag}.json"
     ckpt = args.out_dir / "checkpoints" / f"{tag}.pt"
     torch.manual_seed(args.seed)
-    obj = make_objective(arch, objective, data.pixel_means, nvil).to(device)
+    obj = make_objective(arch, objective, data.pixel_means, nvil, torch_init=args.torch_init,
+                         center=args.center).to(device)
     opt = make_adam(obj.parameters(), lr=lr, weight_decay=0.0)
     train = data.train.to(device)
     sets = {
@@ -210,6 +235,8 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         "posterior_temperature": getattr(obj, "posterior_temperature", None),
         "prior_temperature": getattr(obj, "prior_temperature", None),
         "nvil": nvil if objective == "nvil" else None,
+        "init": "torch.nn.Linear default" if args.torch_init else "glorot",
+        "center_input": args.center,
         "steps_target": args.steps, "time_limit_s": args.time_limit,
         "eval_k": args.eval_k, "eval_n": args.eval_n,
         "eval_sets": sorted(s for s in sets if s in args.eval_sets),
@@ -291,11 +318,12 @@ def compare_k(args: argparse.Namespace, arch: str, objective: str) -> dict:
     lr = args.lr if args.lr is not None else PAPER_LR[arch]
     budget = f"_t{args.time_limit:g}" if args.time_limit else ""
     nvil = nvil_settings(args)
-    tag = f"{arch}_{objective}{nvil_suffix(objective, nvil)}_lr{lr:g}{budget}_s{args.seed}"
+    tag = (f"{arch}_{objective}{nvil_suffix(objective, nvil)}"
+           f"{model_suffix(args.torch_init, args.center)}_lr{lr:g}{budget}_s{args.seed}")
     device = resolve_device(args.device)
     state = torch.load(args.out_dir / "checkpoints" / f"{tag}.pt", weights_only=False,
                        map_location=device)
-    obj = make_objective(arch, objective, data.pixel_means, nvil).to(device)
+    obj = make_objective(arch, objective, data.pixel_means, nvil, center=args.center).to(device)
     obj.load_state_dict(state["objective"])
     images = random_subset(data.test, args.compare_n, seed=1)  # not the curve's images
     rows = {}
@@ -343,6 +371,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu",
                     help="cpu, cuda, mps, ... or auto (concrete.get_device())")
+    ap.add_argument("--torch-init", action="store_true",
+                    help="diagnostic: torch.nn.Linear's default initialisation instead of "
+                    "Glorot's (App. D), for every layer; the output bias stays at the pixel logits")
+    ap.add_argument("--no-center", dest="center", action="store_false",
+                    help="diagnostic: no input centring (App. D.4)")
     ap.add_argument("--nvil-decay", type=float, default=NVIL_DEFAULTS["decay"],
                     help="NVIL: decay of the running moments (Mnih & Gregor 2014: 0.8)")
     ap.add_argument("--no-nvil-normalise", dest="nvil_normalise", action="store_false",
