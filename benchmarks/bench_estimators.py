@@ -253,6 +253,7 @@ def main() -> None:
         device = get_device(None if args.device == "auto" else args.device)
     except (ValueError, RuntimeError) as err:
         raise SystemExit(f"--device {args.device!r} is not usable here: {err}") from err
+
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)

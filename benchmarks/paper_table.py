@@ -197,6 +197,15 @@ def _make_objective(
     raise ValueError(f"objective must be one of {OBJECTIVES}, got objective={objective!r}")
 
 
+def cell_tag(args: argparse.Namespace, arch: str, objective: str) -> tuple[str, float]:
+    """The run's name (records, checkpoints) and its learning rate."""
+    lr = args.lr if args.lr is not None else PAPER_LR[arch]
+    budget = f"_t{args.time_limit:g}" if args.time_limit else ""
+    settings = nvil_suffix(objective, nvil_settings(args)) + model_suffix(
+        args.torch_init, args.center)
+    return f"{arch}_{objective}{settings}_lr{lr:g}{budget}_s{args.seed}", lr
+
+
 def resolve_device(name: str) -> torch.device:
     """``--device``: a torch device name, or ``auto`` (``concrete.get_device()``)."""
     try:
@@ -209,11 +218,8 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     data = load_binarized_mnist()
-    lr = args.lr if args.lr is not None else PAPER_LR[arch]
-    budget = f"_t{args.time_limit:g}" if args.time_limit else ""
     nvil = nvil_settings(args)
-    tag = (f"{arch}_{objective}{nvil_suffix(objective, nvil)}"
-           f"{model_suffix(args.torch_init, args.center)}_lr{lr:g}{budget}_s{args.seed}")
+    tag, lr = cell_tag(args, arch, objective)
     out = args.out_dir / f"{tag}.json"
     ckpt = args.out_dir / "checkpoints" / f"{tag}.pt"
     torch.manual_seed(args.seed)
@@ -315,11 +321,8 @@ def compare_k(args: argparse.Namespace, arch: str, objective: str) -> dict:
     """−L_k for several k on the same random test images, from a cell's checkpoint."""
     torch.set_num_threads(args.threads)
     data = load_binarized_mnist()
-    lr = args.lr if args.lr is not None else PAPER_LR[arch]
-    budget = f"_t{args.time_limit:g}" if args.time_limit else ""
     nvil = nvil_settings(args)
-    tag = (f"{arch}_{objective}{nvil_suffix(objective, nvil)}"
-           f"{model_suffix(args.torch_init, args.center)}_lr{lr:g}{budget}_s{args.seed}")
+    tag, _ = cell_tag(args, arch, objective)
     device = resolve_device(args.device)
     state = torch.load(args.out_dir / "checkpoints" / f"{tag}.pt", weights_only=False,
                        map_location=device)
