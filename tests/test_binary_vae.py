@@ -133,6 +133,29 @@ def test_input_centring_updates_only_in_training() -> None:
     torch.testing.assert_close(model.input_mean, 0.1 * x.mean(0))
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_running_mean_of_an_off_pixel_never_becomes_subnormal(dtype: torch.dtype) -> None:
+    # A pixel seen once and then off decays as 0.9^k: float32 passes sqrt(tiny) = 1.1e-19
+    # after ~400 batches and the subnormals (< 1.2e-38) after ~800, float64 after ~3300 /
+    # ~6700. Subnormal operands put the encoder's products on the CPU's slow path.
+    model = BinaryVAE("linear", n_latent=2, n_visible=3).to(dtype)
+    x_on = torch.tensor([[1.0, 1.0, 0.0]], dtype=dtype)
+    x_off = torch.tensor([[1.0, 0.0, 0.0]], dtype=dtype)
+    model.encode(x_on)
+    tiny = torch.finfo(dtype).tiny
+    n = 1000 if dtype == torch.float32 else 7000
+    seen = []
+    for _ in range(n):
+        model.encode(x_off)
+        seen.append(float(model.input_mean[1]))
+    seen_t = torch.tensor(seen, dtype=torch.float64)
+    assert seen_t[0] == pytest.approx(0.9 * 0.1, rel=1e-6)  # the mean still follows the data
+    assert bool(((seen_t == 0) | (seen_t.abs() >= math.sqrt(tiny))).all())
+    assert seen_t[-1] == 0  # flushed, where plain decay would sit in (0, tiny) by now
+    assert 0.9**n * 0.1 < tiny
+    assert model.input_mean[0] == pytest.approx(1.0 - 0.9 ** (n + 1), rel=1e-5)
+
 @pytest.mark.parametrize(
     ("kwargs", "word"),
     [
