@@ -14,7 +14,14 @@ per run on one core (two runs side by side on the 2-core machine, each pinned wi
         --eval-n 2000 --eval-sets test --threads 1 \
         --out-dir benchmarks/results/binary/wallclock180 --seeds 0 1 2
 
-and ``--compare-k 1000 10000`` with the same budget flags for two of their checkpoints.
+and ``--compare-k 1000 10000`` with the same budget flags for two of their checkpoints. The
+longer records it also loads (``results/binary/steps200k/``) are 200 000 steps per run, five
+seeds of the linear cells and three of the non-linear ones, with −L_1000 curve points:
+
+    .venv/bin/python benchmarks/paper_table.py --arch linear --objective nvil --steps 200000 \
+        --lr 1e-3 --eval-every 25000 --curve-k 1000 --curve-n 500 --eval-k 1000 --eval-n 2000 \
+        --eval-sets test --threads 1 --out-dir benchmarks/results/binary/steps200k --seeds 0 1 2
+
 Every ``--eval-every`` steps a curve point is recorded (test −L_100 on 500 random test
 images of their own, and the relative variance of the encoder's gradient over 16 estimates on
 one batch, :func:`concrete.binary_vae.gradient_variance`); the final −L_k is computed once at
