@@ -53,7 +53,10 @@ The protocol of App. D and Sec. 5.2, and where this script departs from it:
 The record ``<out-dir>/<arch>_<objective>_lr<lr>_s<seed>.json`` holds the curve (steps,
 training seconds without evaluation, test/train/valid −L_k, mean training loss) and is
 rewritten after every evaluation; ``<out-dir>/checkpoints/`` holds the state to resume from
-(``--resume``, default on: a finished run returns at once).
+(``--resume``, default on: a finished run returns at once). ``--from-checkpoint PATH`` starts a
+new run from another run's checkpoint (its model, Adam state, curve and step count) with this
+run's ``--lr``: a longer budget or a lower learning rate for a finished run; the record names
+the checkpoint, the step and the learning rate it continued from.
 
 ``--compare-k 1000 10000`` evaluates a cell's checkpoint instead of training: −L_k for each k
 on ``--compare-n`` other random test images (seed 1), the same codes seed for every k, and the
@@ -223,6 +226,15 @@ def resolve_device(name: str) -> torch.device:
         raise SystemExit(f"--device {name!r} is not usable here: {err}") from err
 
 
+def note_progress(record: dict, done: int, seconds: float) -> None:
+    """Write the run's step count, training seconds, rate, load and date into its record."""
+    record["steps_done"] = done
+    record["train_seconds"] = round(seconds, 2)
+    record["steps_per_second"] = round(done / seconds, 2)
+    record["loadavg"] = os.getloadavg()
+    record["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -266,15 +278,25 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
                   "encoder_relative_variance": []},
     }
     done = 0
-    if args.resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False, map_location=device)
+    start = ckpt if args.resume and ckpt.is_file() else args.from_checkpoint
+    if start is not None:
+        state = torch.load(start, weights_only=False, map_location=device)
         obj.load_state_dict(state["objective"])
         opt.load_state_dict(state["optimizer"])
         record["curve"], done = state["curve"], state["step"]
-        if state.get("final"):
+        if start == ckpt and state.get("final"):
             print(f"{tag}: finished at step {done}", flush=True)
             return json.loads(out.read_text())
-        print(f"{tag}: resumed at step {done}", flush=True)
+        before = opt.param_groups[0]["lr"]
+        for group in opt.param_groups:          # this run's learning rate, not the saved one
+            group["lr"] = lr
+        if start == ckpt:
+            record["continued_from"] = state.get("continued_from")
+            print(f"{tag}: resumed at step {done}", flush=True)
+        else:
+            record["continued_from"] = {"checkpoint": str(start), "step": done, "lr": before}
+            print(f"{tag}: continues {start} from step {done}, lr {before:g} -> {lr:g}",
+                  flush=True)
     curve = record["curve"]
     seconds = curve["seconds"][-1] if curve["seconds"] else 0.0
 
@@ -301,16 +323,15 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         print(f"{tag}: step {done} ({seconds:.0f} s, {taken / run.seconds[-1]:.1f} steps/s) "
               f"test -L_{args.curve_k} {res.neg_log_px:.2f} rel.var {stats.relative_variance:.3g}"
               f" (loss {run.train_loss[-1]:.2f})", flush=True)
-        record["steps_done"] = done
-        record["train_seconds"] = round(seconds, 2)
-        record["steps_per_second"] = round(done / seconds, 2)
-        record["loadavg"] = os.getloadavg()
-        record["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        note_progress(record, done, seconds)
         args.out_dir.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1))
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"objective": obj.state_dict(), "optimizer": opt.state_dict(),
-                    "curve": curve, "step": done}, ckpt)
+                    "curve": curve, "step": done,
+                    "continued_from": record.get("continued_from")}, ckpt)
+    if done and "steps_done" not in record:     # resumed a run whose steps were all done
+        note_progress(record, done, seconds)
     final = {}
     for name in args.eval_sets:
         res = evaluate_bound(obj.model, sets[name], k=args.eval_k,
@@ -425,6 +446,9 @@ def main() -> None:
                     help="NVIL (diagnostic, not the paper's): closed-form KL, signal log p(x|b)")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--no-resume", dest="resume", action="store_false")
+    ap.add_argument("--from-checkpoint", type=Path, default=None,
+                    help="start from another run's checkpoint (model, Adam state, curve, step) "
+                         "with this run's --lr")
     ap.add_argument("--compare-k", type=int, nargs="+", default=None,
                     help="instead of training: -L_k for these k from the cell's checkpoint")
     ap.add_argument("--compare-n", type=int, default=200)
