@@ -300,6 +300,12 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     curve = record["curve"]
     seconds = curve["seconds"][-1] if curve["seconds"] else 0.0
 
+    def save_checkpoint(final: bool = False) -> None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"objective": obj.state_dict(), "optimizer": opt.state_dict(), "curve": curve,
+                    "step": done, "continued_from": record.get("continued_from"),
+                    "final": final}, ckpt)
+
     def out_of_time() -> bool:
         return args.time_limit is not None and seconds >= args.time_limit - 1e-9
 
@@ -326,11 +332,8 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         note_progress(record, done, seconds)
         args.out_dir.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1))
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"objective": obj.state_dict(), "optimizer": opt.state_dict(),
-                    "curve": curve, "step": done,
-                    "continued_from": record.get("continued_from")}, ckpt)
-    if done and "steps_done" not in record:     # resumed a run whose steps were all done
+        save_checkpoint()
+    if done:                        # also when a resumed run had all its steps done already
         note_progress(record, done, seconds)
     final = {}
     for name in args.eval_sets:
@@ -342,8 +345,7 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     print(f"{tag}: final after {done} steps / {seconds:.0f} s: {final}", flush=True)
     record["final"] = final
     out.write_text(json.dumps(record, indent=1))
-    torch.save({"objective": obj.state_dict(), "optimizer": opt.state_dict(),
-                "curve": curve, "step": done, "final": True}, ckpt)
+    save_checkpoint(final=True)
     return record
 
 
