@@ -64,6 +64,11 @@ mean ± s.e. of the per-image difference; record ``<tag>_compare_k.json``.
 ``--every-fifth`` evaluates −L_{eval-k} on every fifth test image (``test[::5]``, the images of
 the issue's calibration runs); record ``<tag>_every5.json``.
 
+``--decay-fraction F`` lowers the learning rate linearly to zero over the final share F of
+the budget (of ``--time-limit`` seconds, or of ``--steps``; ``concrete.binary_vae.linear_decay``);
+the tag gains ``_decay<F>``. The records ``results/binary/wallclock180_decay/`` are the
+three-minute runs above with ``--decay-fraction 0.5``.
+
 ``--device cuda`` (or ``auto``: ``concrete.get_device()``) trains and evaluates on that device
 (the training data are moved there once; the loss is read back every step, as on the CPU); the
 record names the device. The default is the CPU, where every stored record was made.
@@ -95,6 +100,7 @@ from concrete.binary_vae import (
     evaluate_bound,
     fit_steps,
     gradient_variance,
+    linear_decay,
     load_binarized_mnist,
     random_subset,
 )
@@ -213,6 +219,8 @@ def cell_tag(args: argparse.Namespace, arch: str, objective: str) -> tuple[str, 
     """The run's name (records, checkpoints) and its learning rate."""
     lr = args.lr if args.lr is not None else PAPER_LR[arch]
     budget = f"_t{args.time_limit:g}" if args.time_limit else ""
+    if args.decay_fraction:
+        budget += f"_decay{args.decay_fraction:g}"
     settings = nvil_suffix(objective, nvil_settings(args)) + model_suffix(
         args.torch_init, args.center)
     return f"{arch}_{objective}{settings}_lr{lr:g}{budget}_s{args.seed}", lr
@@ -265,6 +273,8 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
         "init": "torch.nn.Linear default" if args.torch_init else "glorot",
         "center_input": args.center,
         "steps_target": args.steps, "time_limit_s": args.time_limit,
+        "lr_schedule": ({"linear_decay_fraction": args.decay_fraction}
+                        if args.decay_fraction else "constant"),
         "eval_k": args.eval_k, "eval_n": args.eval_n,
         "eval_sets": sorted(s for s in sets if s in args.eval_sets),
         "curve_k": args.curve_k, "curve_n": args.curve_n, "grad_repeats": args.grad_repeats,
@@ -312,8 +322,16 @@ def run_cell(args: argparse.Namespace, arch: str, objective: str) -> dict:
     while done < args.steps and not out_of_time():
         chunk = min(args.eval_every, args.steps - done)
         left = None if args.time_limit is None else args.time_limit - seconds
+
+        def schedule(taken: int, spent: float, done0: int = done, sec0: float = seconds) -> float:
+            progress = (done0 + taken) / args.steps
+            if args.time_limit is not None:
+                progress = max(progress, (sec0 + spent) / args.time_limit)
+            return linear_decay(lr, progress, args.decay_fraction)
+
         run = fit_steps(obj, train, steps=chunk, lr=lr, batch_size=64,
-                        seed=args.seed * 1_000_003 + done, optimizer=opt, time_limit=left)
+                        seed=args.seed * 1_000_003 + done, optimizer=opt, time_limit=left,
+                        lr_schedule=schedule if args.decay_fraction else None)
         taken = run.steps[-1]
         done += taken
         seconds += run.seconds[-1]
@@ -416,6 +434,10 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="run all eight cells in turn")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--lr", type=float, default=None, help="default: the paper's (App. D.5)")
+    ap.add_argument("--decay-fraction", type=float, default=0.0,
+                    help="the learning rate falls linearly to 0 over this final share of the "
+                         "budget (steps, or seconds with --time-limit, whichever is further); "
+                         "0: constant")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds in turn")
     ap.add_argument("--time-limit", type=float, default=None,

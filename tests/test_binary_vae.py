@@ -32,6 +32,7 @@ from concrete.binary_vae import (
     fit_steps,
     gradient_variance,
     iw_bound,
+    linear_decay,
     load_binarized_mnist,
     random_subset,
     relaxed_bound,
@@ -192,6 +193,17 @@ def test_bad_arguments_of_bounds() -> None:
         (lambda: load_binarized_mnist(seed=-1), "seed"),
         (lambda: fit_steps(ConcreteObjective(model), x, steps=0, lr=1e-3), "steps"),
         (lambda: fit_steps(ConcreteObjective(model), x, steps=1, lr=0.0), "lr"),
+        (lambda: fit_steps(ConcreteObjective(model), x, steps=1, lr=1e-3, lr_schedule=0.5),
+         "lr_schedule"),
+        (lambda: fit_steps(ConcreteObjective(model), x, steps=1, lr=1e-3,
+                           lr_schedule=lambda i, t: float("nan")), "lr_schedule"),
+        (lambda: fit_steps(ConcreteObjective(model), x, steps=1, lr=1e-3,
+                           lr_schedule=lambda i, t: -1e-3), "lr_schedule"),
+        (lambda: linear_decay(0.0, 0.5, 0.5), "lr"),
+        (lambda: linear_decay(1e-3, float("nan"), 0.5), "progress"),
+        (lambda: linear_decay(1e-3, -0.1, 0.5), "progress"),
+        (lambda: linear_decay(1e-3, 0.5, 1.5), "fraction"),
+        (lambda: linear_decay(1e-3, 0.5, True), "fraction"),
     ]:
         with pytest.raises(ValueError, match=word):
             call()
@@ -448,6 +460,41 @@ def test_fit_steps_records_and_trains() -> None:
     assert all(e == {"train": False} for e in run.evals)  # evaluated in eval mode
     assert model.training
     assert not torch.equal(before, model.decoder[-1].weight)
+
+
+def test_linear_decay_values() -> None:
+    lr = 1e-3
+    assert [linear_decay(lr, p, 0.5) for p in (0.0, 0.5, 0.75, 1.0, 1.5)] == pytest.approx(
+        [lr, lr, lr / 2, 0.0, 0.0])
+    assert linear_decay(lr, 0.9, 0.0) == lr                     # fraction 0: constant
+    assert linear_decay(lr, 0.25, 1.0) == pytest.approx(0.75 * lr)  # decay over the whole budget
+
+
+def test_fit_steps_follows_the_schedule() -> None:
+    model = BinaryVAE("linear", n_latent=4, n_visible=12)
+    data = (torch.rand(50, 12) < 0.5).float()
+    seen: list[tuple[int, float]] = []
+    rates: list[float] = []
+
+    class Spy(ConcreteObjective):
+        def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            rates.append(opt.param_groups[0]["lr"])   # the rate the coming step will use
+            return super().loss(x)
+
+    obj = Spy(model)
+    from concrete.train import make_adam
+
+    opt = make_adam(obj.parameters(), lr=1.0, weight_decay=0.0)
+
+    def schedule(done: int, seconds: float) -> float:
+        seen.append((done, seconds))
+        return linear_decay(1e-2, done / 4, 0.5)
+
+    fit_steps(obj, data, steps=4, lr=1e-2, batch_size=8, optimizer=opt, lr_schedule=schedule)
+    assert [d for d, _ in seen] == [0, 1, 2, 3]
+    assert all(t >= 0 for _, t in seen) and [t for _, t in seen] == sorted(t for _, t in seen)
+    assert rates == pytest.approx([1e-2, 1e-2, 1e-2, 5e-3])
+    assert opt.param_groups[0]["lr"] == pytest.approx(5e-3)
 
 
 class _NoisyLinear(torch.nn.Module):

@@ -93,6 +93,7 @@ __all__ = [
     "evaluate_bound",
     "exact_log_px",
     "fit_steps",
+    "linear_decay",
     "GradientStats",
     "gradient_variance",
     "iw_bound",
@@ -865,6 +866,31 @@ class TrainingRun:
                 "train_loss": self.train_loss}
 
 
+def linear_decay(lr: float, progress: float, fraction: float) -> float:
+    r"""Learning rate at ``progress`` :math:`p \ge 0` of a budget: constant, then linear to 0.
+
+    .. math::
+
+        \eta(p) = \eta_0 \min\Big(1, \frac{\max(0,\, 1 - p)}{f}\Big),
+
+    :math:`\eta_0` = ``lr``, :math:`p` the share of the budget (steps or seconds) spent,
+    :math:`f` = ``fraction`` :math:`\in [0, 1]` the final share over which the rate falls to
+    zero (:math:`f = 0`: :math:`\eta_0` throughout). Scalars in, scalar out.
+    """
+    lr = _positive_float("lr", lr)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
+        0 <= fraction <= 1
+    ):
+        raise ValueError(f"fraction must be a number in [0, 1], got fraction={fraction!r}")
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not (
+        math.isfinite(progress) and progress >= 0
+    ):
+        raise ValueError(f"progress must be a finite number >= 0, got progress={progress!r}")
+    if fraction == 0:
+        return lr
+    return lr * min(1.0, max(0.0, 1.0 - progress) / fraction)
+
+
 def fit_steps(
     objective: nn.Module,
     train: Tensor,
@@ -877,6 +903,7 @@ def fit_steps(
     evaluate: Callable[[BinaryVAE], dict[str, float]] | None = None,
     time_limit: float | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    lr_schedule: Callable[[int, float], float] | None = None,
 ) -> TrainingRun:
     r"""Adam on ``objective.loss(x)["loss"]`` for ``steps`` minibatches (the paper's protocol).
 
@@ -887,7 +914,11 @@ def fit_steps(
     steps (and after the last) ``evaluate(model)`` is called in eval mode and its dict stored
     with the step and the training seconds so far. ``time_limit`` (seconds of training) stops
     early. ``optimizer``: continue with an existing one (default a new fused Adam).
-    Raises ``FloatingPointError`` when the loss is not finite.
+    ``lr_schedule(done, seconds)``: the learning rate of the next step, given the steps taken
+    and the training seconds spent so far in this call (e.g. a linear decay to zero over the
+    end of a time budget with :func:`linear_decay`); ``None``: ``lr`` throughout.
+    Raises ``FloatingPointError`` when the loss is not finite, ``ValueError`` when the schedule
+    returns a learning rate that is not a finite number ``>= 0``.
     """
     from concrete.train import make_adam
 
@@ -900,6 +931,8 @@ def fit_steps(
         _positive_float("time_limit", time_limit)
     if not hasattr(objective, "loss") or not hasattr(objective, "model"):
         raise ValueError(f"objective must have .model and .loss(x), got {type(objective)}")
+    if lr_schedule is not None and not callable(lr_schedule):
+        raise ValueError(f"lr_schedule must be callable or None, got lr_schedule={lr_schedule!r}")
     train = _check_images("train", train, objective.model.n_visible)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -915,6 +948,16 @@ def fit_steps(
             perm, pos = torch.randperm(n, generator=gen), 0
         x = train[perm[pos : pos + batch_size]]
         pos += batch_size
+        if lr_schedule is not None:
+            rate = lr_schedule(step - 1, elapsed + time.perf_counter() - t0)
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
+                math.isfinite(rate) and rate >= 0
+            ):
+                raise ValueError(
+                    f"lr_schedule must return a finite number >= 0, got {rate!r} at step {step}"
+                )
+            for group in opt.param_groups:
+                group["lr"] = rate
         loss = objective.loss(x)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
