@@ -130,6 +130,16 @@ def _positive_float(name: str, value: object) -> float:
     return float(value)
 
 
+def _is_nonnegative_number(value: object) -> bool:
+    """Whether ``value`` is an int or float (not a bool), finite and ``>= 0``."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
 def _unit_float(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {name}={value!r}")
@@ -882,9 +892,7 @@ def linear_decay(lr: float, progress: float, fraction: float) -> float:
         0 <= fraction <= 1
     ):
         raise ValueError(f"fraction must be a number in [0, 1], got fraction={fraction!r}")
-    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not (
-        math.isfinite(progress) and progress >= 0
-    ):
+    if not _is_nonnegative_number(progress):
         raise ValueError(f"progress must be a finite number >= 0, got progress={progress!r}")
     if fraction == 0:
         return lr
@@ -950,9 +958,7 @@ def fit_steps(
         pos += batch_size
         if lr_schedule is not None:
             rate = lr_schedule(step - 1, elapsed + time.perf_counter() - t0)
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
-                math.isfinite(rate) and rate >= 0
-            ):
+            if not _is_nonnegative_number(rate):
                 raise ValueError(
                     f"lr_schedule must return a finite number >= 0, got {rate!r} at step {step}"
                 )
