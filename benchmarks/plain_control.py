@@ -37,15 +37,18 @@ from concrete.binary_vae import BinaryVAE, evaluate_bound, load_binarized_mnist,
 RESULTS = Path(__file__).resolve().parent / "results" / "binary" / "plain_control"
 
 
+def _linear_layers(net: torch.nn.Module) -> list[torch.nn.Linear]:
+    """The affine layers of ``net`` in order (``net`` itself when it is one)."""
+    return [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+
 def to_library(plain: PlainModel, arch: str) -> BinaryVAE:
     """The plain model's weights in a :class:`BinaryVAE` (same layers, same order)."""
     model = BinaryVAE(arch)
-    enc = [plain.enc] if arch == "linear" else [plain.enc[i] for i in (0, 2, 4)]
-    dec = [plain.dec] if arch == "linear" else [plain.dec[i] for i in (0, 2, 4)]
-    lib_enc = [m for m in model.encoder if isinstance(m, torch.nn.Linear)]
-    lib_dec = [m for m in model.decoder if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
-        for src, dst in zip(enc + dec, lib_enc + lib_dec, strict=True):
+        for src, dst in zip(_linear_layers(plain.enc) + _linear_layers(plain.dec),
+                            _linear_layers(model.encoder) + _linear_layers(model.decoder),
+                            strict=True):
             dst.weight.copy_(src.weight)
             dst.bias.copy_(src.bias)
         model.prior_logits.copy_(plain.prior)
@@ -67,6 +70,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.baseline_lr is not None and args.objective != "nvil":
         raise ValueError(f"--baseline-lr applies to --objective nvil, got {args.objective!r}")
+    if args.baseline_lr is not None and not args.baseline_lr > 0:
+        raise ValueError(f"--baseline-lr must be positive, got {args.baseline_lr}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     data = load_binarized_mnist()
@@ -78,7 +83,7 @@ def main() -> None:
         base = list(nvil.baseline.parameters())
         rest = [p for p in nvil.parameters() if all(p is not q for q in base)]
         groups = [{"params": rest},
-                  {"params": base, "lr": args.baseline_lr or args.lr}]
+                  {"params": base, "lr": args.lr if args.baseline_lr is None else args.baseline_lr}]
     else:
         def loss_fn(x: torch.Tensor) -> torch.Tensor:
             return plain_concrete(plain, x, 1)

@@ -32,3 +32,11 @@ def test_to_library_gives_the_plain_models_densities(arch):
         plain_joint = plain.log_px(b, x) + bern_log_prob(plain.prior, b)
         torch.testing.assert_close(model.log_joint(x, b), plain_joint, rtol=1e-6, atol=1e-3)
     torch.testing.assert_close(model.input_mean, plain.xbar)   # eval mode: not updated
+
+
+@pytest.mark.parametrize("value", ["0", "-1e-3", "nan"])
+def test_a_baseline_rate_that_is_not_positive_is_rejected(monkeypatch, value):
+    import plain_control
+    monkeypatch.setattr(sys, "argv", ["plain_control.py", f"--baseline-lr={value}"])
+    with pytest.raises(ValueError, match="--baseline-lr"):
+        plain_control.main()
