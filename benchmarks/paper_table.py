@@ -62,7 +62,10 @@ the checkpoint, the step and the learning rate it continued from.
 on ``--compare-n`` other random test images (seed 1), the same codes seed for every k, and the
 mean ± s.e. of the per-image difference; record ``<tag>_compare_k.json``.
 ``--every-fifth`` evaluates −L_{eval-k} on every fifth test image (``test[::5]``, the images of
-the issue's calibration runs); record ``<tag>_every5.json``.
+the issue's calibration runs); record ``<tag>_every5.json``. ``--whole-test`` evaluates
+−L_{eval-k} on all 10 000 test images, the paper's images (``--test-range START STOP``: a
+part, for several processes; parts merge when they tile the set); record
+``<tag>_test_k<k>.json`` with the per-image bounds.
 
 ``--decay-fraction F`` lowers the learning rate linearly to zero over the final share F of
 the budget (of ``--time-limit`` seconds, or of ``--steps``; ``concrete.binary_vae.linear_decay``);
@@ -427,7 +430,84 @@ def every_fifth(args: argparse.Namespace, arch: str, objective: str) -> dict:
     return record
 
 
-def main() -> None:
+def whole_test(args: argparse.Namespace, arch: str, objective: str) -> dict:
+    """−L_{eval_k} on the whole test set (the paper's images, Sec. 5.2), from a cell's checkpoint.
+
+    ``--test-range START STOP`` scores ``test[START:STOP]`` only, so that several processes
+    can share the work (k = 50 000 is ~2 h of one core for the non-linear model); each
+    part's record keeps its per-image bounds, and when the parts on disk tile the test set
+    their union is written as the whole-set record (:func:`merge_test_parts`). Codes: seed
+    12345 + START.
+    """
+    obj, state, tag, data, device = load_cell(args, arch, objective)
+    n_test = len(data.test)
+    start, stop = args.test_range if args.test_range is not None else (0, n_test)
+    if not 0 <= start < stop <= n_test:
+        raise SystemExit(f"--test-range must satisfy 0 <= START < STOP <= {n_test}, "
+                         f"got {start} {stop}")
+    res = evaluate_bound(obj.model, data.test[start:stop].contiguous(), k=args.eval_k,
+                         chunk=args.eval_chunk,
+                         generator=torch.Generator(device).manual_seed(12345 + start))
+    record = {
+        "script": "benchmarks/paper_table.py --whole-test", "cell": tag, "step": state["step"],
+        "images": f"test[{start}:{stop}]", "range": [start, stop], "n": len(res.iw),
+        "k": args.eval_k, "data": data.source, "codes_seed": 12345 + start,
+        "test_neg_lk": round(res.neg_log_px, 3), "test_stderr": round(res.stderr, 3),
+        "seconds": round(res.seconds, 1), "threads": args.threads,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "log_px": [round(float(v), 3) for v in res.iw],
+    }
+    print(json.dumps({k: v for k, v in record.items() if k != "log_px"}), flush=True)
+    whole = (start, stop) == (0, n_test)
+    name = f"{tag}_test_k{args.eval_k}" + ("" if whole else f"_{start}-{stop}")
+    (args.out_dir / f"{name}.json").write_text(json.dumps(record, indent=1))
+    if not whole:
+        merged = merge_test_parts(args.out_dir, f"{tag}_test_k{args.eval_k}", n_test)
+        if merged is not None:
+            print(json.dumps({k: v for k, v in merged.items() if k != "log_px"}), flush=True)
+    return record
+
+
+def merge_test_parts(out_dir: Path, name: str, n_test: int) -> dict | None:
+    """The whole-set record ``<name>.json`` from the parts ``<name>_<start>-<stop>.json``.
+
+    Written (and returned) only when the parts' ranges tile ``[0, n_test)`` exactly, without
+    gaps or overlaps; ``None`` otherwise. Mean and standard error over all images.
+    """
+    parts = []
+    for path in out_dir.glob(f"{name}_*-*.json"):
+        rec = json.loads(path.read_text())
+        if rec.get("script") == "benchmarks/paper_table.py --whole-test":
+            parts.append(rec)
+    parts.sort(key=lambda r: r["range"][0])
+    edge = 0
+    for rec in parts:
+        if rec["range"][0] != edge:
+            return None
+        edge = rec["range"][1]
+    if edge != n_test or not parts:
+        return None
+    log_px = torch.tensor([v for rec in parts for v in rec["log_px"]], dtype=torch.float64)
+    first = parts[0]
+    merged = {key: first[key] for key in ("script", "cell", "step", "k", "data")}
+    if any(rec["cell"] != first["cell"] or rec["step"] != first["step"]
+           or rec["k"] != first["k"] for rec in parts):
+        raise ValueError(f"the parts of {name} come from different checkpoints or k")
+    merged.update({
+        "images": f"test[0:{n_test}]", "range": [0, n_test], "n": len(log_px),
+        "parts": [rec["images"] for rec in parts],
+        "codes_seed": [rec["codes_seed"] for rec in parts],
+        "test_neg_lk": round(-float(log_px.mean()), 3),
+        "test_stderr": round(float(log_px.std() / len(log_px) ** 0.5), 3),
+        "seconds": round(sum(rec["seconds"] for rec in parts), 1),
+        "log_px": [rec_v for rec in parts for rec_v in rec["log_px"]],
+    })
+    (out_dir / f"{name}.json").write_text(json.dumps(merged, indent=1))
+    return merged
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also used by other scripts to name a cell's checkpoint)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", choices=sorted(PAPER_NAMES), default="nonlinear")
     ap.add_argument("--objective", choices=OBJECTIVES, default="concrete1")
@@ -478,7 +558,18 @@ def main() -> None:
     ap.add_argument("--compare-n", type=int, default=200)
     ap.add_argument("--every-fifth", action="store_true",
                     help="instead of training: -L_{eval-k} on test[::5] from the checkpoint")
-    args = ap.parse_args()
+    ap.add_argument("--whole-test", action="store_true",
+                    help="instead of training: -L_{eval-k} on the whole test set (or on "
+                    "--test-range) from the checkpoint")
+    ap.add_argument("--test-range", type=int, nargs=2, default=None, metavar=("START", "STOP"),
+                    help="--whole-test: score test[START:STOP] only (parts merge when they tile)")
+    ap.add_argument("--eval-chunk", type=int, default=100,
+                    help="codes per pass in the evaluation (memory ~ chunk x 100 x 784 floats)")
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     cells = ([(a, o) for a in ("linear", "nonlinear") for o in OBJECTIVES] if args.all
              else [(args.arch, args.objective)])
     seeds = args.seeds if args.seeds is not None else [args.seed]
@@ -489,6 +580,8 @@ def main() -> None:
                 compare_k(args, arch, objective)
             elif args.every_fifth:
                 every_fifth(args, arch, objective)
+            elif args.whole_test:
+                whole_test(args, arch, objective)
             else:
                 run_cell(args, arch, objective)
 
