@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import platform
 import statistics
 import sys
@@ -73,7 +74,31 @@ def _time_rounds(
 
 def _paired_ratio(base: list[float], other: list[float]) -> float:
     """Median over rounds of base/other: load spikes hit neighbouring measurements alike."""
-    return statistics.median(b / o for b, o in zip(base, other, strict=True))
+    return statistics.median(_ratios(base, other))
+
+
+def _ratios(base: list[float], other: list[float]) -> list[float]:
+    """Per-round ratios base/other."""
+    return [b / o for b, o in zip(base, other, strict=True)]
+
+
+def _median_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval for the median: order statistics ``(j, n+1-j)``.
+
+    ``j`` is the largest rank with ``P(Binomial(n, 1/2) < j) <= (1 - level) / 2``; the
+    interval covers the median with probability at least ``level`` for any continuous
+    distribution of independent rounds (n >= 6 for 95 %; shorter lists give their range).
+    """
+    xs = sorted(values)
+    n = len(xs)
+    tail, j, cdf = (1 - level) / 2, 0, 0.0
+    while j < n:
+        cdf_next = cdf + math.comb(n, j) / 2**n       # P(Binomial < j + 1)
+        if cdf_next > tail:
+            break
+        cdf, j = cdf_next, j + 1
+    j = max(j, 1)
+    return xs[j - 1], xs[n - j]
 
 
 def _load_library(src: str) -> ModuleType:
@@ -141,6 +166,10 @@ def _ours(lib: ModuleType, logits, w) -> dict[str, Callable[[], None]]:
     }
 
 
+CASES = ("rsample", "rsample+log_prob", "api rsample+log_prob", "exp rsample+log_prob",
+         "gumbel_softmax")
+
+
 def _cases(n: int, before: ModuleType | None) -> dict[str, dict[str, Callable[[], None]]]:
     gen = torch.Generator().manual_seed(n)
     logits = torch.randn(BATCH, n, generator=gen).requires_grad_()
@@ -197,6 +226,13 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=None,
+        choices=CASES,
+        help="only these rows (e.g. 'api rsample+log_prob'); default all",
+    )
+    parser.add_argument(
         "--before",
         default=None,
         metavar="SRC",
@@ -209,10 +245,12 @@ def main() -> None:
     print(f"ours: {concrete.__file__}" + (f"; before: {before.__file__}" if before else ""))
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
-        _table(args.sizes, rounds, before)
+        _table(args.sizes, rounds, before, args.cases)
 
 
-def _table(sizes: list[int], rounds: int, before: ModuleType | None) -> None:
+def _table(
+    sizes: list[int], rounds: int, before: ModuleType | None, only: list[str] | None = None
+) -> None:
     """One Markdown table of times and ratios at the current thread count."""
     torch.manual_seed(0)
     print(
@@ -222,7 +260,7 @@ def _table(sizes: list[int], rounds: int, before: ModuleType | None) -> None:
     print(
         f"batch {BATCH}, temperature {TEMPERATURE}, float32, forward+backward, {rounds} "
         "interleaved rounds; ms = fastest round; ratio = median over rounds of torch / ours "
-        "(> 1: ours faster)\n"
+        "(> 1: ours faster), with its 95 % distribution-free interval [lo, hi]\n"
     )
     cols = ["torch ms", "ours ms", "ratio"]
     cols += ["before ms", "before ratio"] if before is not None else []
@@ -232,6 +270,8 @@ def _table(sizes: list[int], rounds: int, before: ModuleType | None) -> None:
     for n in sizes:
         inner = max(1, 400 // n)
         for case, fns in _cases(n, before).items():
+            if only is not None and case not in only:
+                continue
             t = _time_rounds(fns, rounds, inner)
             cells = [f"{1e3 * min(t['torch']):.2f}"]
             for key in ("ours", "before", "ours fused"):
@@ -239,7 +279,8 @@ def _table(sizes: list[int], rounds: int, before: ModuleType | None) -> None:
                     continue
                 if key in t:
                     ratio = _paired_ratio(t["torch"], t[key])
-                    cells += [f"{1e3 * min(t[key]):.2f}", f"{ratio:.2f}x"]
+                    lo, hi = _median_ci(_ratios(t["torch"], t[key]))
+                    cells += [f"{1e3 * min(t[key]):.2f}", f"{ratio:.2f}x [{lo:.2f}, {hi:.2f}]"]
                 else:
                     cells += ["", ""]
             print(f"| {case} | {n} | " + " | ".join(cells) + " |", flush=True)
