@@ -72,13 +72,9 @@ def _time_rounds(
     return samples
 
 
-def _paired_ratio(base: list[float], other: list[float]) -> float:
-    """Median over rounds of base/other: load spikes hit neighbouring measurements alike."""
-    return statistics.median(_ratios(base, other))
-
-
 def _ratios(base: list[float], other: list[float]) -> list[float]:
-    """Per-round ratios base/other."""
+    """Per-round ratios base/other (their median is the table's ratio: load spikes hit
+    neighbouring measurements alike)."""
     return [b / o for b, o in zip(base, other, strict=True)]
 
 
@@ -196,13 +192,8 @@ def _cases(n: int, before: ModuleType | None) -> dict[str, dict[str, Callable[[]
     ours = _ours(concrete, logits, w)
     old = _ours(before, logits, w) if before is not None else {}
     cases: dict[str, dict[str, Callable[[], None]]] = {}
-    for case, base in (
-        ("rsample", torch_rsample),
-        ("rsample+log_prob", torch_rsample_lp),
-        ("api rsample+log_prob", torch_rsample_lp),
-        ("exp rsample+log_prob", torch_exp_lp),
-        ("gumbel_softmax", torch_gs),
-    ):
+    bases = (torch_rsample, torch_rsample_lp, torch_rsample_lp, torch_exp_lp, torch_gs)
+    for case, base in zip(CASES, bases, strict=True):
         fns = {"torch": base, "ours": ours[case]}
         if case in old:
             fns["before"] = old[case]
@@ -278,8 +269,9 @@ def _table(
                 if key == "before" and before is None:
                     continue
                 if key in t:
-                    ratio = _paired_ratio(t["torch"], t[key])
-                    lo, hi = _median_ci(_ratios(t["torch"], t[key]))
+                    ratios = _ratios(t["torch"], t[key])
+                    ratio = statistics.median(ratios)
+                    lo, hi = _median_ci(ratios)
                     cells += [f"{1e3 * min(t[key]):.2f}", f"{ratio:.2f}x [{lo:.2f}, {hi:.2f}]"]
                 else:
                     cells += ["", ""]

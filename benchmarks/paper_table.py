@@ -487,7 +487,8 @@ def merge_test_parts(out_dir: Path, name: str, n_test: int) -> dict | None:
         edge = rec["range"][1]
     if edge != n_test or not parts:
         return None
-    log_px = torch.tensor([v for rec in parts for v in rec["log_px"]], dtype=torch.float64)
+    values = [v for rec in parts for v in rec["log_px"]]
+    log_px = torch.tensor(values, dtype=torch.float64)
     first = parts[0]
     merged = {key: first[key] for key in ("script", "cell", "step", "k", "data")}
     if any(rec["cell"] != first["cell"] or rec["step"] != first["step"]
@@ -500,7 +501,7 @@ def merge_test_parts(out_dir: Path, name: str, n_test: int) -> dict | None:
         "test_neg_lk": round(-float(log_px.mean()), 3),
         "test_stderr": round(float(log_px.std() / len(log_px) ** 0.5), 3),
         "seconds": round(sum(rec["seconds"] for rec in parts), 1),
-        "log_px": [rec_v for rec in parts for rec_v in rec["log_px"]],
+        "log_px": values,
     })
     (out_dir / f"{name}.json").write_text(json.dumps(merged, indent=1))
     return merged
