@@ -664,3 +664,39 @@ def test_hessian_of_log_density_matches_plain_autograd() -> None:
     h = torch.autograd.functional.hessian(d.log_prob, x0)
     torch.testing.assert_close(h, torch.autograd.functional.hessian(reference, x0))
     assert h.abs().max() > 1.0  # not the zero matrix
+
+
+@pytest.mark.parametrize("cls", [ExpConcrete, Concrete])
+def test_backward_makes_no_zero_gradients_for_unused_outputs(cls) -> None:
+    """The sampler returns y (and x, and the log-density) from one autograd node; outputs the
+    caller never uses must not get a zero-filled gradient (a fill and a full pass each)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    zero_makers = {
+        torch.ops.aten.zeros.default,
+        torch.ops.aten.zeros_like.default,
+        torch.ops.aten.new_zeros.default,
+        torch.ops.aten.fill_.Scalar,
+    }
+
+    class Record(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in zero_makers:
+                self.calls.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    logits = torch.randn(64, 10, requires_grad=True)
+    w = torch.randn(64, 10)
+    for use_log_prob in (False, True):
+        d = cls(0.5, logits=logits)
+        x = d.rsample()  # the log-density is computed too (gradients are on); y is unused
+        loss = (x * w).sum() + (d.log_prob(x).sum() if use_log_prob else 0.0)
+        with Record() as rec:
+            loss.backward()
+        assert rec.calls == [], rec.calls
+        assert torch.isfinite(logits.grad).all()
+        logits.grad = None

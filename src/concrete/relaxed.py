@@ -209,6 +209,9 @@ class _ConcreteSampler(Function):
         logits, lam, _, lp_noise, scale, simplex = inputs
         outs = output if isinstance(output, tuple) else (output,)
         x, y = (outs[0], outs[1]) if simplex else (None, outs[0])
+        # Outputs nobody used get None, not a tensor of zeros (backward handles None): saves a
+        # zero-fill and a full pass per unused output.
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(y, x, lam)
         ctx.info = (
             logits.shape,
@@ -334,11 +337,14 @@ class _ExpConcreteLogProb(Function):
         logits, lam, value, scale, simplex = inputs
         ls = output[1]
         ctx.mark_non_differentiable(ls)
+        ctx.set_materialize_grads(False)  # ls never gets a gradient: no zeros for it
         ctx.save_for_backward(ls, value, lam, logits)
         ctx.info = (logits.shape, value.shape, None if lam is None else lam.shape, scale, simplex)
 
     @staticmethod
     def backward(ctx, glp, _):  # noqa: D102
+        if glp is None:
+            return None, None, None, None, None
         ls, value, lam, logits = ctx.saved_tensors
         logits_shape, value_shape, lam_shape, scale, simplex = ctx.info
         n = ls.shape[-1]
