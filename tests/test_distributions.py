@@ -693,7 +693,7 @@ def test_backward_makes_no_zero_gradients_for_unused_outputs(cls) -> None:
     w = torch.randn(64, 10)
     for use_log_prob in (False, True):
         d = cls(0.5, logits=logits)
-        x = d.rsample()  # the log-density is computed too (gradients are on); y is unused
+        x = d.rsample()  # its log-density comes out too (gradients are on), unused here
         loss = (x * w).sum() + (d.log_prob(x).sum() if use_log_prob else 0.0)
         with Record() as rec:
             loss.backward()

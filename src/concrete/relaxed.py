@@ -343,7 +343,7 @@ class _ExpConcreteLogProb(Function):
 
     @staticmethod
     def backward(ctx, glp, _):  # noqa: D102
-        if glp is None:
+        if glp is None:  # reached under gradcheck / vectorised Jacobians: nothing flows back
             return None, None, None, None, None
         ls, value, lam, logits = ctx.saved_tensors
         logits_shape, value_shape, lam_shape, scale, simplex = ctx.info
